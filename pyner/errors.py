@@ -23,14 +23,14 @@ class PynerError(Exception):
         return self.message
 
 
-class UsageError(PynerError):
+class UsageError(PynerError, ValueError):
     """Bad flags or a bad combination of options."""
 
     exit_code = 2
     grpc_code = "INVALID_ARGUMENT"
 
 
-class InputError(PynerError):
+class InputError(PynerError, ValueError):
     """Bad user input: a checkpoint, an input file, a text."""
 
     exit_code = 3
