@@ -1,0 +1,200 @@
+"""Tiny random Hugging Face token-classification checkpoints, built offline, one per family.
+
+`make_checkpoint(family, path)` trains a small tokenizer on a built-in English + multilingual
+corpus with the `tokenizers` library (WordPiece for bert/distilbert/electra, byte-level BPE for
+roberta, Unigram with Metaspace for xlm-roberta and deberta-v2), builds a random model with tiny
+dimensions from a config, and saves what `transformers` saves: config.json (IOB2 labels over
+PER/ORG/LOC/MISC), model.safetensors, tokenizer.json + tokenizer_config.json (a fast tokenizer).
+
+The weights are random but deterministic for a given seed. The classifier is scaled so logits
+are spread (std ~2-3) rather than near-uniform: argmax decisions then have real margins, which
+makes precision comparisons meaningful and gives the decoders entities to group.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+FAMILIES = ("bert", "distilbert", "electra", "roberta", "xlm-roberta", "deberta-v2")
+
+LABELS = ("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC")
+
+# Small, varied, and covering the scripts the golden texts use (accents, CJK, RTL, emoji).
+CORPUS = (
+    "Angela Merkel met Emmanuel Macron in Berlin on Tuesday to discuss the European Union budget.",
+    "Apple Inc. reported record revenue in Cupertino, California, according to Reuters.",
+    "The United Nations Security Council voted on a resolution proposed by France and Germany.",
+    "Barack Obama was born in Honolulu, Hawaii, and studied at Columbia University in New York.",
+    "Microsoft and Google compete in cloud computing; Amazon Web Services leads the market.",
+    "The World Health Organization (WHO) warned about a new strain of influenza in Geneva.",
+    "Lionel Messi scored twice as Inter Miami beat the New York Red Bulls 3-1 on Saturday.",
+    "Dr. Jane Goodall spoke at the University of Oxford about chimpanzees in Tanzania.",
+    "The U.S. Federal Reserve raised interest rates by 0.25% on Wednesday, Jerome Powell said.",
+    "Shares of Tesla, Inc. fell 5% in early trading on the Nasdaq after Elon Musk's remarks.",
+    "She flew from London Heathrow to Tokyo Narita with British Airways last March.",
+    "The Eiffel Tower in Paris attracts millions of visitors every year.",
+    "The International Monetary Fund (IMF) cut its growth forecast for China and India.",
+    "Wikipedia, the free encyclopedia, is run by the Wikimedia Foundation in San Francisco.",
+    "e-mail: info@example.com, phone +1 (555) 123-4567, web https://example.org/a?b=c&d=e",
+    "Well... what?! (Really?) -- yes; no: maybe. #hashtag @mention 100% $5.99 & more...",
+    "Der Bundeskanzler besuchte München und Köln; später traf er Vertreter der Deutschen Bank.",
+    "François Hollande a rencontré les élèves du lycée à Besançon, près de la Suisse.",
+    "El presidente de España habló en Madrid sobre la economía de América Latina y Perú.",
+    "São Paulo e Rio de Janeiro são as maiores cidades do Brasil, disse o ministro.",
+    "Zürich, Genève, Ørsted, Łódź, Ærøskøbing, Þórshöfn and Dvořák are hard to spell.",
+    "Владимир Путин встретился с представителями Газпрома в Москве.",
+    "Ο πρωθυπουργός της Ελλάδας επισκέφθηκε την Αθήνα και τη Θεσσαλονίκη.",
+    "東京都の小池百合子知事は記者会見で新しい政策を発表した。",
+    "北京大学和清华大学是中国最著名的大学。",
+    "삼성전자는 서울에서 새로운 스마트폰을 발표했다.",
+    "محمد بن سلمان زار القاهرة والتقى بالرئيس المصري.",
+    "בנימין נתניהו נפגש עם נשיא ארצות הברית בירושלים.",
+    "Great game today 🎉⚽ Messi 🐐 #ARG 🇦🇷 love it 😀👍",
+    "The quick brown fox jumps over the lazy dog near the river bank in Oxford.",
+    "In 1969, Neil Armstrong and Buzz Aldrin landed on the Moon aboard Apollo 11 for NASA.",
+    "Mount Everest lies on the border between Nepal and the Tibet Autonomous Region of China.",
+    "The Mississippi River flows through Minnesota, Louisiana and the Gulf of Mexico.",
+    "Volkswagen AG, Siemens and BASF are listed on the Frankfurt Stock Exchange.",
+    "Pope Francis celebrated Mass at St. Peter's Basilica in Vatican City.",
+    "Tolstoy wrote War and Peace; Dostoevsky wrote Crime and Punishment in St. Petersburg.",
+    "THE MEETING IS AT 10:30 AM IN ROOM 4B, BUILDING C, SAID JOHN SMITH OF IBM.",
+    "numbers 0 1 2 3 4 5 6 7 8 9 10 42 1999 2024 3.14159 1,000,000",
+)
+
+
+def _family_spec(family: str) -> dict:
+    if family not in FAMILIES:
+        raise ValueError(f"unknown family {family!r}; known: {', '.join(FAMILIES)}")
+    wordpiece = {"kind": "wordpiece", "specials": ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"],
+                 "pad": "[PAD]", "unk": "[UNK]", "cls": "[CLS]", "sep": "[SEP]", "mask": "[MASK]"}
+    if family == "bert":
+        return dict(wordpiece, lowercase=False, offset=0, types=True)
+    if family in ("distilbert", "electra"):
+        return dict(wordpiece, lowercase=True, offset=0, types=family == "electra")
+    if family == "roberta":
+        return {"kind": "bpe", "specials": ["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
+                "pad": "<pad>", "unk": "<unk>", "cls": "<s>", "sep": "</s>", "mask": "<mask>",
+                "bos": "<s>", "eos": "</s>", "offset": 2, "types": False}
+    if family == "xlm-roberta":
+        return {"kind": "unigram", "specials": ["<s>", "<pad>", "</s>", "<unk>"], "late_specials": ["<mask>"],
+                "pad": "<pad>", "unk": "<unk>", "cls": "<s>", "sep": "</s>", "mask": "<mask>",
+                "bos": "<s>", "eos": "</s>", "pair_double_sep": True, "offset": 2, "types": False}
+    return {"kind": "unigram", "specials": ["[PAD]", "[CLS]", "[SEP]", "[UNK]"], "late_specials": ["[MASK]"],
+            "pad": "[PAD]", "unk": "[UNK]", "cls": "[CLS]", "sep": "[SEP]", "mask": "[MASK]",
+            "bos": "[CLS]", "eos": "[SEP]", "pair_double_sep": False, "offset": 0, "types": True}
+
+
+def train_tokenizer(family: str, vocab_size: int = 1000):
+    """Train the family's fast tokenizer (a `tokenizers.Tokenizer`) on CORPUS."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+    spec = _family_spec(family)
+    corpus = list(CORPUS)
+    if spec["kind"] == "wordpiece":
+        tok = Tokenizer(models.WordPiece(unk_token=spec["unk"], continuing_subword_prefix="##", max_input_chars_per_word=100))
+        tok.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True,
+                                                    strip_accents=None, lowercase=spec["lowercase"])
+        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        tok.decoder = decoders.WordPiece(prefix="##")
+        trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=spec["specials"],
+                                            continuing_subword_prefix="##", show_progress=False)
+        tok.train_from_iterator(corpus, trainer=trainer)
+        cls_id, sep_id = tok.token_to_id(spec["cls"]), tok.token_to_id(spec["sep"])
+        tok.post_processor = processors.TemplateProcessing(
+            single=f"{spec['cls']}:0 $A:0 {spec['sep']}:0",
+            pair=f"{spec['cls']}:0 $A:0 {spec['sep']}:0 $B:1 {spec['sep']}:1",
+            special_tokens=[(spec["cls"], cls_id), (spec["sep"], sep_id)],
+        )
+    elif spec["kind"] == "bpe":
+        tok = Tokenizer(models.BPE())
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tok.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=spec["specials"],
+                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+        tok.train_from_iterator(corpus, trainer=trainer)
+        tok.post_processor = processors.RobertaProcessing(
+            (spec["sep"], tok.token_to_id(spec["sep"])), (spec["cls"], tok.token_to_id(spec["cls"])),
+            trim_offsets=True, add_prefix_space=False,
+        )
+    else:
+        tok = Tokenizer(models.Unigram())
+        tok.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Replace(" {2,}", " ")]) \
+            if hasattr(normalizers, "Replace") else normalizers.NFKC()
+        tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always", split=True)
+        tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always", split=True)
+        trainer = trainers.UnigramTrainer(vocab_size=vocab_size, special_tokens=spec["specials"],
+                                          unk_token=spec["unk"], show_progress=False)
+        tok.train_from_iterator(corpus, trainer=trainer)
+        tok.add_special_tokens(spec["late_specials"])
+        cls, sep = spec["cls"], spec["sep"]
+        pair = f"{cls}:0 $A:0 {sep}:0 {sep}:0 $B:0 {sep}:0" if spec["pair_double_sep"] else f"{cls}:0 $A:0 {sep}:0 $B:1 {sep}:1"
+        tok.post_processor = processors.TemplateProcessing(
+            single=f"{cls}:0 $A:0 {sep}:0", pair=pair,
+            special_tokens=[(cls, tok.token_to_id(cls)), (sep, tok.token_to_id(sep))],
+        )
+    return tok
+
+
+def _config(family: str, vocab_size: int, pad_id: int, max_length: int, spec: dict):
+    import transformers as tf
+
+    id2label = {i: label for i, label in enumerate(LABELS)}
+    label2id = {label: i for i, label in enumerate(LABELS)}
+    common = dict(id2label=id2label, label2id=label2id, vocab_size=vocab_size, pad_token_id=pad_id)
+    positions = max_length + spec["offset"]
+    bert_like = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                     max_position_embeddings=positions, type_vocab_size=2, **common)
+    if family == "bert":
+        return tf.BertConfig(**bert_like), tf.BertForTokenClassification
+    if family == "electra":
+        return tf.ElectraConfig(embedding_size=32, **bert_like), tf.ElectraForTokenClassification
+    if family == "distilbert":
+        cfg = tf.DistilBertConfig(dim=32, n_layers=2, n_heads=2, hidden_dim=64, max_position_embeddings=positions, **common)
+        return cfg, tf.DistilBertForTokenClassification
+    if family == "roberta":
+        cfg = tf.RobertaConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+                               max_position_embeddings=positions, type_vocab_size=1, bos_token_id=0, eos_token_id=2, **common)
+        return cfg, tf.RobertaForTokenClassification
+    if family == "xlm-roberta":
+        cfg = tf.XLMRobertaConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+                                  max_position_embeddings=positions, type_vocab_size=1, bos_token_id=0, eos_token_id=2, **common)
+        return cfg, tf.XLMRobertaForTokenClassification
+    cfg = tf.DebertaV2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                             max_position_embeddings=positions, type_vocab_size=0, relative_attention=True,
+                             position_buckets=32, max_relative_positions=-1, pos_att_type=["p2c", "c2p"],
+                             position_biased_input=False, norm_rel_ebd="layer_norm", share_att_key=True, **common)
+    return cfg, tf.DebertaV2ForTokenClassification
+
+
+def make_checkpoint(family: str, path, *, seed: int = 0, max_length: int = 64) -> Path:
+    """Build and save a tiny random `family` token-classification checkpoint in `path`; return it."""
+    import torch
+    from transformers import PreTrainedTokenizerFast
+
+    spec = _family_spec(family)
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    tok = train_tokenizer(family)
+    pad_id = tok.token_to_id(spec["pad"])
+    config, cls = _config(family, tok.get_vocab_size(), pad_id, max_length, spec)
+    torch.manual_seed(seed)
+    model = cls(config).eval()
+    with torch.no_grad():
+        head = model.classifier
+        head.weight.normal_(0.0, 0.5, generator=torch.Generator().manual_seed(seed + 1))
+        head.bias.zero_()
+        head.bias[0] = 1.0  # most tokens "O", as in real NER output
+    model.save_pretrained(path, safe_serialization=True)
+
+    special = {k: spec[k] for k in ("unk", "pad", "cls", "sep", "mask", "bos", "eos") if k in spec}
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        model_max_length=max_length,
+        unk_token=special["unk"], pad_token=special["pad"], cls_token=special["cls"],
+        sep_token=special["sep"], mask_token=special["mask"],
+        **({"bos_token": special["bos"], "eos_token": special["eos"]} if "bos" in special else {}),
+        model_input_names=(["input_ids", "token_type_ids", "attention_mask"] if spec["types"]
+                           else ["input_ids", "attention_mask"]),
+    )
+    fast.save_pretrained(path)
+    return path
