@@ -1,0 +1,44 @@
+# pyner: every target sets up what it needs (scripts/bootstrap builds the Python environment once
+# per dependency spec; Maven and sbt fill ~/.m2 and the sbt caches once).
+SHELL := /bin/bash
+export DJL_OFFLINE := true
+export OPT_OUT_TRACKING := true
+DEMO := artifacts/demo
+SENTENCES := "Angela Merkel met Emmanuel Macron in Berlin on Tuesday to discuss the European Union budget." \
+             "Apple shares rose after Tim Cook spoke in Cupertino, California." \
+             "The United Nations said aid convoys had reached Aleppo, Syria, for the first time since March."
+
+.PHONY: demo env test test-python jvm test-jvm test-scala bench bench-quick clean
+
+## demo: set up, build + package the embedded demo model, and recognize entities in news sentences
+demo: env
+	@test -f $(DEMO)/pyner.json || .venv/bin/pyner package -o $(DEMO)
+	.venv/bin/pyner verify $(DEMO)
+	.venv/bin/pyner predict $(DEMO) $(SENTENCES)
+
+env:
+	@scripts/bootstrap >/dev/null
+
+## test: set up everything and run all tests (Python, JVM parity, Scala sample)
+test: env jvm
+	.venv/bin/python -m pytest -q tests
+	$(MAKE) test-scala
+
+test-python: env
+	.venv/bin/python -m pytest -q tests
+
+## jvm: build the Java library (runs its JUnit tests) and install it into ~/.m2
+jvm: env
+	cd jvm_bridge && mvn -B -q install
+
+test-scala: env jvm
+	sbt-sample/sbtw test
+
+bench: env
+	.venv/bin/pyner bench
+
+bench-quick: env
+	.venv/bin/pyner bench --quick
+
+clean:
+	rm -rf artifacts bench/results jvm_bridge/target sbt-sample/target
