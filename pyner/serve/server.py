@@ -1,0 +1,382 @@
+"""The sidecar process: a grpc.aio server with pyner.v1, KServe v2, health and reflection; a metrics endpoint.
+
+Lifecycle:
+  1. bind (127.0.0.1 unless told otherwise; TLS / mutual TLS when given files), start the metrics
+     endpoint; health answers NOT_SERVING;
+  2. load the artifact (checksums), run its golden self-check, start the batcher; health SERVING;
+  3. on SIGTERM/SIGINT: health NOT_SERVING, new requests get UNAVAILABLE, admitted requests finish
+     within the grace period, then the server stops and the process exits 0.
+Logs are one JSON object per line on stderr.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as _dt
+import hashlib
+import json
+import logging
+import signal
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from .. import __version__
+from ..errors import ArtifactError, UsageError
+from .batcher import Batcher, BatcherConfig, Unavailable
+from .metrics import Metrics
+
+log = logging.getLogger("pyner.serve")
+
+MiB = 1 << 20
+# Answers can be larger than requests (a 1 MB text with aggregation "none"): a fixed generous cap.
+MAX_SEND_MESSAGE_BYTES = 256 * MiB
+
+
+@dataclass
+class ServeConfig:
+    artifact: str
+    host: str = "127.0.0.1"
+    port: int = 50051  # 0: any free port (logged in the "listening" line)
+    metrics_port: int = 9464  # 0: any free port; -1: no metrics endpoint
+    batcher: BatcherConfig = field(default_factory=BatcherConfig)
+    threads: int | None = None  # ONNX Runtime intra-op threads (default: its choice)
+    providers: list[str] | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_client_ca: str | None = None  # mutual TLS: clients must present a certificate signed by this CA
+    max_message_bytes: int = 4 * MiB  # largest request accepted (RESOURCE_EXHAUSTED beyond)
+    grace_period: float = 30.0  # seconds admitted requests get to finish after SIGTERM
+    cpu_threads: int = 1  # tokenization/decoding threads
+    self_check: bool = True  # run the artifact's golden fixtures before becoming ready
+
+
+class State:
+    """What the handlers see: readiness, the batcher, the model's description, the metrics."""
+
+    def __init__(self, metrics: Metrics):
+        self.metrics = metrics
+        self.batcher: Batcher | None = None
+        self.info: dict[str, Any] | None = None
+        self.ready = False
+        self.draining = False
+
+    def require_ready(self) -> Batcher:
+        if self.draining:
+            raise Unavailable("the server is shutting down and takes no new requests; retry on another replica")
+        if not self.ready or self.batcher is None:
+            raise Unavailable("the model is still loading (health: NOT_SERVING); retry shortly")
+        return self.batcher
+
+
+def model_info(model, config: ServeConfig) -> dict[str, Any]:
+    """The fields of pyner.v1.ModelInfo, from the artifact's manifest and the server's limits."""
+    from ..decode import AGGREGATIONS
+
+    raw = model.manifest.raw
+    folder = Path(model.folder)
+    name = folder.name
+    props = folder / "serving.properties"
+    if props.is_file():
+        for line in props.read_text(encoding="utf-8").splitlines():
+            key, sep, value = line.partition("=")
+            if sep and key.strip() == "modelName" and value.strip():
+                name = value.strip()
+    manifest_bytes = Path(model.manifest.path).read_bytes() if Path(model.manifest.path).is_file() else json.dumps(raw).encode()
+    return {
+        "name": name,
+        "artifact_digest": "sha256:" + hashlib.sha256(manifest_bytes).hexdigest(),
+        "source_digest": str(raw.get("source", {}).get("digest", "")),
+        "labels": list(model.labels),
+        "label_scheme": str(raw.get("label_scheme", "")),
+        "model_type": str(raw.get("model_type", "")),
+        "precision": str(model.precision),
+        "max_length": int(model.max_length),
+        "stride": int(model.stride),
+        "format_version": int(raw.get("format_version", 0)),
+        "pyner_version": __version__,
+        "onnxruntime_version": _ort_version(),
+        "aggregations": list(AGGREGATIONS),
+        "max_texts_per_request": config.batcher.max_texts,
+        "max_text_chars": config.batcher.max_text_chars,
+    }
+
+
+def _ort_version() -> str:
+    import onnxruntime
+
+    return onnxruntime.__version__
+
+
+def _read(path: str | None, what: str) -> bytes | None:
+    if path is None:
+        return None
+    p = Path(path)
+    if not p.is_file():
+        raise UsageError(f"{what} file not found: {p}")
+    return p.read_bytes()
+
+
+def _address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
+
+
+class Server:
+    """One sidecar. `await start()`, `await load()`, later `await shutdown()`; or `run_forever`."""
+
+    def __init__(self, config: ServeConfig, *, model=None):
+        self.config = config
+        config.batcher.check()
+        if bool(config.tls_cert) != bool(config.tls_key):
+            raise UsageError("--tls-cert and --tls-key go together: give both or neither")
+        if config.tls_client_ca and not config.tls_cert:
+            raise UsageError("--tls-client-ca (mutual TLS) needs --tls-cert and --tls-key")
+        if config.max_message_bytes < 1024:
+            raise UsageError(f"--max-message-bytes must be at least 1024, got {config.max_message_bytes}")
+        self.metrics = Metrics()
+        self.state = State(self.metrics)
+        self._model = model
+        self._grpc: grpc.aio.Server | None = None
+        self._health = None
+        self._httpd = None
+        self.port: int | None = None
+        self.metrics_port: int | None = None
+
+    # -- start ----------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+        from grpc_reflection.v1alpha import reflection
+
+        from . import grpc_kserve, grpc_ner
+
+        cfg = self.config
+        server = grpc.aio.server(options=[
+            ("grpc.max_receive_message_length", cfg.max_message_bytes),
+            ("grpc.max_send_message_length", MAX_SEND_MESSAGE_BYTES),
+            ("grpc.so_reuseport", 0),  # a second server on the same port fails instead of sharing it
+        ])
+        names = [grpc_ner.add_to_server(self.state, server), grpc_kserve.add_to_server(self.state, server)]
+        self._health = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        self._health_names = ["", *names]
+        for n in self._health_names:
+            await self._health.set(n, health_pb2.HealthCheckResponse.NOT_SERVING)
+        reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
+
+        address = _address(cfg.host, cfg.port)
+        try:
+            if cfg.tls_cert:
+                creds = grpc.ssl_server_credentials(
+                    [(_read(cfg.tls_key, "--tls-key"), _read(cfg.tls_cert, "--tls-cert"))],
+                    root_certificates=_read(cfg.tls_client_ca, "--tls-client-ca"),
+                    require_client_auth=cfg.tls_client_ca is not None,
+                )
+                port = server.add_secure_port(address, creds)
+            else:
+                port = server.add_insecure_port(address)
+        except RuntimeError as exc:
+            raise UsageError(f"cannot listen on {address} ({exc}); is the port in use?") from exc
+        if not port:
+            raise UsageError(f"cannot listen on {address}; is the port in use?")
+        self.port = port
+        self._grpc = server
+        await server.start()
+
+        if cfg.metrics_port >= 0:
+            from prometheus_client import start_http_server
+
+            try:
+                self._httpd, _ = start_http_server(cfg.metrics_port, addr=cfg.host, registry=self.metrics.registry)
+            except OSError as exc:
+                await server.stop(None)
+                raise UsageError(f"cannot serve metrics on {_address(cfg.host, cfg.metrics_port)} ({exc})") from exc
+            self.metrics_port = self._httpd.server_port
+        log.info("listening", extra={"fields": {
+            "event": "listening", "host": cfg.host, "port": self.port, "metrics_port": self.metrics_port,
+            "tls": bool(cfg.tls_cert), "mutual_tls": bool(cfg.tls_client_ca)}})
+
+    async def load(self) -> None:
+        """Load and self-check the model off the event loop, then become ready (health SERVING)."""
+        from grpc_health.v1 import health_pb2
+
+        cfg = self.config
+        loop = asyncio.get_running_loop()
+        model = self._model
+        if model is None:
+            from ..runtime import load
+
+            model = await loop.run_in_executor(None, lambda: load(cfg.artifact, providers=cfg.providers, threads=cfg.threads))
+        if cfg.self_check:
+            from ..golden import self_check
+
+            await loop.run_in_executor(None, self_check, model)
+        self._model = model
+        info = model_info(model, cfg)
+        self.state.info = info
+        self.metrics.model_info.labels(
+            name=info["name"], artifact_digest=info["artifact_digest"], precision=info["precision"],
+            max_length=str(info["max_length"]), labels=str(len(info["labels"])), pyner_version=__version__).set(1)
+        batcher = Batcher(model, cfg.batcher, self.metrics, cpu_threads=cfg.cpu_threads)
+        batcher.start()
+        self.state.batcher = batcher
+        if self.state.draining:
+            return
+        self.state.ready = True
+        self.metrics.ready.set(1)
+        for n in self._health_names:
+            await self._health.set(n, health_pb2.HealthCheckResponse.SERVING)
+        log.info("ready", extra={"fields": {"event": "ready", "port": self.port, "metrics_port": self.metrics_port,
+                                            "model": info["name"], "artifact_digest": info["artifact_digest"],
+                                            "precision": info["precision"], "self_check": cfg.self_check}})
+
+    # -- stop -----------------------------------------------------------------------------------
+
+    async def shutdown(self, grace: float | None = None) -> dict[str, Any]:
+        """Drain: NOT_SERVING, refuse new requests, let admitted ones finish, stop. Returns counts."""
+        grace = self.config.grace_period if grace is None else grace
+        self.state.draining = True
+        self.state.ready = False
+        self.metrics.ready.set(0)
+        if self._health is not None:
+            await self._health.enter_graceful_shutdown()
+        batcher = self.state.batcher
+        inflight = batcher.inflight if batcher else 0
+        log.info("draining", extra={"fields": {"event": "draining", "inflight": inflight, "grace_period": grace}})
+        finished = await batcher.drain(grace) if batcher else True
+        unfinished = 0 if finished else batcher.inflight
+        if batcher:
+            await batcher.close()
+        if self._grpc is not None:
+            await self._grpc.stop(1.0)
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+        counts = {"event": "stopped", "unfinished": unfinished, "requests": self._request_counts()}
+        log.info("stopped", extra={"fields": counts})
+        return counts
+
+    def _request_counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for metric in self.metrics.requests.collect():
+            for s in metric.samples:
+                if s.name.endswith("_total"):
+                    key = f"{s.labels['api']}:{s.labels['status']}"
+                    out[key] = out.get(key, 0) + int(s.value)
+        return out
+
+
+# -- running it -------------------------------------------------------------------------------------
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        d = {
+            "ts": _dt.datetime.fromtimestamp(record.created, _dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        d.update(getattr(record, "fields", None) or {})
+        if record.exc_info:
+            d["exception"] = self.formatException(record.exc_info)
+        return json.dumps(d, ensure_ascii=False, default=str)
+
+
+def configure_logging(level: str = "info") -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger("pyner")
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    root.propagate = False
+
+
+async def serve_until_signal(config: ServeConfig) -> int:
+    """Run one server until SIGTERM/SIGINT, then drain; 0 on a clean stop. Raises on a failed start."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    server = Server(config)
+    await server.start()
+    loading = asyncio.create_task(server.load())
+    stopping = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({loading, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if loading.done() and loading.exception() is not None:
+            await server.shutdown(0)
+            raise loading.exception()
+        await stopping
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+    counts = await server.shutdown()
+    return 0 if counts["unfinished"] == 0 else 1
+
+
+def serve(config: ServeConfig, *, log_level: str = "info") -> int:
+    configure_logging(log_level)
+    try:
+        return asyncio.run(serve_until_signal(config))
+    except ArtifactError as exc:
+        log.error("artifact refused", extra={"fields": {"event": "failed", "error": exc.message}})
+        raise
+
+
+class ServerThread:
+    """A server on its own event loop in a background thread (tests, benchmarks, notebooks).
+
+        with ServerThread(ServeConfig(artifact, port=0, metrics_port=0)) as srv:
+            client = pyner.client.Client(f"127.0.0.1:{srv.port}")
+    """
+
+    def __init__(self, config: ServeConfig, *, model=None):
+        self.server = Server(config, model=model)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="pyner-serve", daemon=True)
+        self.stopped: dict[str, Any] | None = None
+
+    def _call(self, coro, timeout: float | None = None):
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    def start(self, timeout: float = 300) -> "ServerThread":
+        self._thread.start()
+        try:
+            self._call(self.server.start(), timeout)
+            self._call(self.server.load(), timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    @property
+    def port(self) -> int:
+        return self.server.port  # type: ignore[return-value]
+
+    @property
+    def metrics_port(self) -> int | None:
+        return self.server.metrics_port
+
+    @property
+    def metrics(self) -> Metrics:
+        return self.server.metrics
+
+    def stop(self, grace: float = 5.0) -> dict[str, Any] | None:
+        if self._thread.is_alive():
+            try:
+                self.stopped = self._call(self.server.shutdown(grace), grace + 30)
+            finally:
+                self._loop.call_soon_threadsafe(self._loop.stop)
+                self._thread.join(30)
+                self._loop.close()
+        return self.stopped
+
+    def __enter__(self) -> "ServerThread":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
