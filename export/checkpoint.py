@@ -1,0 +1,296 @@
+"""Validate and load a local Hugging Face token-classification checkpoint.
+
+`inspect_checkpoint` reads only JSON files (no torch) and names the first problem it finds in one
+line; `read_weights` / `load_model` import torch lazily and never unpickle arbitrary objects
+(`torch.load(weights_only=True)`; safetensors preferred).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pyner.errors import InputError, UsageError
+
+from .labels import detect_scheme
+
+# model_type -> (offset of the first position id, whether the family can take token_type_ids)
+SUPPORTED = {
+    "bert": 0,
+    "distilbert": 0,
+    "electra": 0,
+    "roberta": 2,
+    "xlm-roberta": 2,
+    "deberta-v2": 0,
+}
+SUPPORTED_LIST = ", ".join(SUPPORTED)
+HARD_MAX_LENGTH = 512
+# Files that betray a slow (Python/sentencepiece) tokenizer when tokenizer.json is absent.
+SLOW_TOKENIZER_FILES = ("vocab.txt", "vocab.json", "merges.txt", "sentencepiece.bpe.model", "spm.model",
+                        "spiece.model", "tokenizer.model")
+
+
+@dataclass
+class Checkpoint:
+    path: Path
+    config: dict[str, Any]
+    model_type: str
+    labels: list[str]
+    label_scheme: str
+    weight_files: list[Path]
+    tokenizer_json: Path
+    tokenizer_config: dict[str, Any]
+    tokenizer: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_heads(self) -> int:
+        c = self.config
+        return int(c.get("num_attention_heads") or c.get("n_heads"))
+
+    @property
+    def hidden_size(self) -> int:
+        c = self.config
+        return int(c.get("hidden_size") or c.get("dim"))
+
+    @property
+    def position_limit(self) -> int | None:
+        """Longest window the model's position embeddings allow (special tokens included)."""
+        n = self.config.get("max_position_embeddings")
+        if not isinstance(n, int):
+            return None
+        return n - SUPPORTED[self.model_type]
+
+    def files(self) -> list[Path]:
+        return sorted(p for p in self.path.rglob("*") if p.is_file() and not any(part.startswith(".") for part in p.relative_to(self.path).parts))
+
+    def digest(self) -> str:
+        """sha256 over the checkpoint's files: each relative name, its size and its content, in sorted order."""
+        h = hashlib.sha256()
+        for p in self.files():
+            rel = p.relative_to(self.path).as_posix()
+            h.update(rel.encode("utf-8") + b"\0" + str(p.stat().st_size).encode() + b"\0")
+            with open(p, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    h.update(block)
+        return "sha256:" + h.hexdigest()
+
+
+def _read_json(path: Path, what: str) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{path}: cannot read {what} ({exc})") from exc
+
+
+def inspect_checkpoint(path) -> Checkpoint:
+    """Check that `path` is a supported token-classification checkpoint with a fast tokenizer."""
+    d = Path(path)
+    if not d.exists():
+        raise InputError(f"checkpoint folder not found: {d}")
+    if not d.is_dir():
+        raise InputError(f"not a folder: {d} (a Hugging Face checkpoint is a folder holding config.json)")
+    cpath = d / "config.json"
+    if not cpath.is_file():
+        raise InputError(f"{cpath}: missing; {d} is not a Hugging Face checkpoint",
+                         hint="save one with model.save_pretrained(DIR) and tokenizer.save_pretrained(DIR)")
+    config = _read_json(cpath, "the model config")
+    if not isinstance(config, dict):
+        raise InputError(f"{cpath}: not a JSON object")
+    model_type = config.get("model_type")
+    if model_type not in SUPPORTED:
+        raise InputError(f"{cpath}: model_type {model_type!r} is not supported; supported: {SUPPORTED_LIST}")
+    archs = config.get("architectures") or []
+    if not isinstance(archs, list) or not any(str(a).endswith("ForTokenClassification") for a in archs):
+        raise InputError(
+            f"{cpath}: architectures {archs} is not a token-classification model (expected *ForTokenClassification)",
+            hint="fine-tune with AutoModelForTokenClassification and save that model",
+        )
+    id2label = config.get("id2label")
+    if not isinstance(id2label, dict) or not id2label:
+        raise InputError(f"{cpath}: no id2label; a token-classification config must name its labels")
+    try:
+        ids = sorted(int(k) for k in id2label)
+    except ValueError as exc:
+        raise InputError(f"{cpath}: id2label keys must be integers ({exc})") from exc
+    if ids != list(range(len(ids))):
+        raise InputError(f"{cpath}: id2label keys must be 0..{len(ids) - 1} without gaps, got {ids}")
+    labels = [str(id2label.get(str(i), id2label.get(i))) for i in ids]
+    if len(set(labels)) != len(labels):
+        raise InputError(f"{cpath}: id2label has duplicate labels: {labels}")
+
+    weight_files = _find_weights(d)
+
+    tj = d / "tokenizer.json"
+    tcfg_path = d / "tokenizer_config.json"
+    if not tj.is_file():
+        slow = [n for n in SLOW_TOKENIZER_FILES if (d / n).is_file()]
+        if slow:
+            raise InputError(
+                f"{d}: only a slow tokenizer ({', '.join(slow)}), no tokenizer.json; pyner needs a fast tokenizer",
+                hint="convert it once: AutoTokenizer.from_pretrained(DIR, use_fast=True).save_pretrained(DIR)",
+            )
+        raise InputError(f"{tj}: missing; the checkpoint has no tokenizer",
+                         hint="save the fast tokenizer with tokenizer.save_pretrained(DIR)")
+    tcfg = _read_json(tcfg_path, "the tokenizer config") if tcfg_path.is_file() else {}
+    smap_path = d / "special_tokens_map.json"
+    if smap_path.is_file():
+        smap = _read_json(smap_path, "the special tokens map")
+        tcfg = {**{k: v for k, v in smap.items() if isinstance(smap, dict)}, **tcfg}
+    ckpt = Checkpoint(path=d.absolute(), config=config, model_type=model_type, labels=labels,
+                      label_scheme=detect_scheme(labels), weight_files=weight_files,
+                      tokenizer_json=tj, tokenizer_config=tcfg)
+    ckpt.tokenizer = tokenizer_info(ckpt)
+    return ckpt
+
+
+def _find_weights(d: Path) -> list[Path]:
+    index = d / "model.safetensors.index.json"
+    if index.is_file():
+        data = _read_json(index, "the weights index")
+        names = sorted(set((data.get("weight_map") or {}).values())) if isinstance(data, dict) else []
+        if not names:
+            raise InputError(f"{index}: lists no weight files")
+        files = [d / n for n in names]
+        for f in files:
+            if not f.is_file():
+                raise InputError(f"{f}: missing (listed in {index.name})")
+        return files
+    safetensors = sorted(d.glob("*.safetensors"))
+    if safetensors:
+        return [d / "model.safetensors"] if (d / "model.safetensors").is_file() else safetensors
+    bins = sorted(d.glob("pytorch_model*.bin"))
+    if bins:
+        return bins
+    raise InputError(f"{d}: no weights (model.safetensors or pytorch_model.bin)")
+
+
+def _token_str(value) -> str | None:
+    if isinstance(value, dict):
+        return value.get("content")
+    return value if isinstance(value, str) else None
+
+
+def tokenizer_info(ckpt: Checkpoint) -> dict[str, Any]:
+    """What runtimes need to know about the tokenizer, read from tokenizer.json and its config."""
+    from tokenizers import Tokenizer
+
+    try:
+        tok = Tokenizer.from_file(str(ckpt.tokenizer_json))
+    except Exception as exc:  # tokenizers raises a bare Exception on bad files
+        raise InputError(f"{ckpt.tokenizer_json}: not a valid fast tokenizer ({str(exc).splitlines()[0]})") from exc
+    raw = _read_json(ckpt.tokenizer_json, "the tokenizer")
+    model = raw.get("model") or {}
+    kind = model.get("type")
+    unk = _token_str(ckpt.tokenizer_config.get("unk_token"))
+    if unk is None:
+        if kind == "Unigram" and model.get("unk_id") is not None:
+            unk = model["vocab"][model["unk_id"]][0]
+        else:
+            unk = model.get("unk_token")
+    pad = _token_str(ckpt.tokenizer_config.get("pad_token"))
+    pad_id = tok.token_to_id(pad) if pad is not None else None
+    if pad_id is None:
+        pad_id = ckpt.config.get("pad_token_id")
+    if pad_id is None:
+        pad_id = 0
+    norm = raw.get("normalizer") or {}
+    norms = norm.get("normalizers", [norm]) if isinstance(norm, dict) else []
+    lowercase = any((n or {}).get("type") == "Lowercase" or (n or {}).get("lowercase") is True for n in norms)
+    return {
+        "continuing_subword_prefix": model.get("continuing_subword_prefix"),
+        "unk_token": unk,
+        "unk_token_id": tok.token_to_id(unk) if unk is not None else None,
+        "pad_token_id": int(pad_id),
+        "model": kind,
+        "lowercase": lowercase,
+        "num_special_tokens": tok.post_processor.num_special_tokens_to_add(False) if tok.post_processor else 0,
+        "model_max_length": ckpt.tokenizer_config.get("model_max_length"),
+    }
+
+
+def resolve_lengths(ckpt: Checkpoint, max_length: int | None, stride: int | None) -> tuple[int, int]:
+    """Default and check the window length and stride (UsageError names the limit)."""
+    limit = min(HARD_MAX_LENGTH, ckpt.position_limit or HARD_MAX_LENGTH)
+    if max_length is None:
+        tml = ckpt.tokenizer.get("model_max_length")
+        max_length = int(tml) if isinstance(tml, (int, float)) and 0 < tml < 1e9 else limit
+        max_length = min(max_length, limit)
+    elif max_length > limit:
+        raise UsageError(f"--max-length {max_length} exceeds what the model allows ({limit} tokens)")
+    specials = ckpt.tokenizer.get("num_special_tokens", 0)
+    if max_length <= specials + 1:
+        raise UsageError(f"--max-length {max_length} is too small: the model adds {specials} special tokens per window")
+    if stride is None:
+        stride = max_length // 4
+    room = max_length - specials
+    if stride < 0 or stride >= room:
+        raise UsageError(f"--stride {stride} must be between 0 and {room - 1} (max_length {max_length} minus {specials} special tokens, minus 1)")
+    return max_length, stride
+
+
+def read_weights(path: Path) -> dict:
+    """Read one weights file safely; InputError naming the file when it is truncated or unreadable."""
+    import torch
+
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path))
+        return torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(f"{path}: unreadable or truncated weights ({msg[:200]})",
+                         hint="re-save the checkpoint with model.save_pretrained(DIR)") from exc
+
+
+def load_model(ckpt: Checkpoint):
+    """The PyTorch model in eval mode, eager attention (traceable), with every weight from the files."""
+    import torch
+    from transformers import AutoConfig, AutoModelForTokenClassification
+
+    for f in ckpt.weight_files:  # validate every file safely before transformers reads them
+        del_me = read_weights(f)
+        del del_me
+    from transformers.utils import logging as hf_logging
+
+    config = AutoConfig.from_pretrained(str(ckpt.path))
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        model, info = AutoModelForTokenClassification.from_pretrained(
+            str(ckpt.path), config=config, attn_implementation="eager", output_loading_info=True,
+            dtype=torch.float32,
+        )
+    except InputError:
+        raise
+    except Exception as exc:
+        raise InputError(f"{ckpt.path}: transformers could not load the model ({str(exc).splitlines()[0][:300]})") from exc
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
+    missing = [k for k in info.get("missing_keys", []) if not k.endswith("position_ids")]
+    if missing:
+        raise InputError(
+            f"{ckpt.path}: the weights do not match the config; {len(missing)} missing, e.g. {', '.join(sorted(missing)[:3])}",
+        )
+    return model.eval()
+
+
+def forward_input_names(model) -> list[str]:
+    """ONNX input names: input_ids, attention_mask, and token_type_ids when the model takes them.
+
+    A model takes token types when its forward accepts them and it has more than one type
+    (RoBERTa and XLM-R accept the argument but have a single type; DeBERTa-v3 has none).
+    """
+    import inspect
+
+    params = inspect.signature(model.forward).parameters
+    names = ["input_ids", "attention_mask"]
+    types = getattr(model.config, "type_vocab_size", 0) or 0
+    if "token_type_ids" in params and types > 1:
+        names.append("token_type_ids")
+    return names

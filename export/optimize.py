@@ -1,0 +1,164 @@
+"""ONNX Runtime's transformer optimizer (fusions, exact math) and the fp16 conversion.
+
+Fusions need exact subgraph matches, and a fused graph is only kept when it computes the same
+logits as the unfused one on a padded probe batch; otherwise the unfused graph is used and the
+manifest says why. GELU stays exact (no approximation).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+# Largest |logit| difference between the fused and the unfused fp32 graph that counts as "same math".
+FUSION_TOLERANCE = 1e-4
+# Ops kept in float32 in fp16 models: normalisation and softmax (attention and the output scores).
+FP16_OP_BLOCK_LIST = ["Softmax", "LayerNormalization", "SimplifiedLayerNormalization"]
+
+
+def probe_feed(input_names: list[str], pad_id: int, vocab_size: int, *, batch: int = 3, seq: int = 13, seed: int = 1):
+    """A padded int64 batch with different lengths per row, for comparing graphs."""
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(min(5, vocab_size - 1), vocab_size, size=(batch, seq), dtype=np.int64)
+    mask = np.ones((batch, seq), dtype=np.int64)
+    for r in range(1, batch):
+        mask[r, seq - 3 * r:] = 0
+    ids[mask == 0] = pad_id
+    feed = {"input_ids": ids, "attention_mask": mask}
+    if "token_type_ids" in input_names:
+        feed["token_type_ids"] = np.zeros_like(ids)
+    return feed
+
+
+def run_logits(path_or_bytes, feed: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    sess = ort.InferenceSession(str(path_or_bytes) if isinstance(path_or_bytes, Path) else path_or_bytes,
+                                opts, providers=["CPUExecutionProvider"])
+    scores, logits = sess.run(["scores", "logits"], feed)
+    return scores, logits
+
+
+def optimize(src: Path, dst: Path, *, num_heads: int, hidden_size: int, feed: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Write the optimized graph (or a copy of `src` when fusion fails) to `dst`; return the report."""
+    import shutil
+
+    report: dict[str, Any] = {"optimizer": "onnxruntime.transformers", "model_type": "bert",
+                              "gelu_approximation": False, "fused_ops": {}, "fallback": None}
+    try:
+        from onnxruntime.transformers.fusion_options import FusionOptions
+        from onnxruntime.transformers.optimizer import optimize_model
+
+        options = FusionOptions("bert")
+        options.enable_gelu_approximation = False
+        optimized = optimize_model(str(src), model_type="bert", num_heads=num_heads, hidden_size=hidden_size,
+                                   optimization_options=options, opt_level=0, use_gpu=False)
+        stats = optimized.get_fused_operator_statistics()
+        report["fused_ops"] = {k: int(v) for k, v in sorted(stats.items())}
+        optimized.save_model_to_file(str(dst), use_external_data_format=False)
+    except Exception as exc:  # the optimizer's failures are not typed
+        report["fallback"] = f"fusion failed ({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}); unfused graph kept"
+        report["fused_ops"] = {}
+        shutil.copyfile(src, dst)
+        return report
+    try:
+        _, ref = run_logits(src, feed)
+        _, got = run_logits(dst, feed)
+        mask = feed["attention_mask"].astype(bool)
+        diff = float(np.abs(ref - got)[mask].max())
+    except Exception as exc:
+        diff = float("inf")
+        report["fallback"] = f"fused graph does not run ({type(exc).__name__}); unfused graph kept"
+    report["fused_vs_unfused_max_abs_logit_diff"] = diff
+    if not diff <= FUSION_TOLERANCE:
+        report["fallback"] = report["fallback"] or f"fused graph differs from the unfused one by {diff:.3g} in logits; unfused graph kept"
+        report["fused_ops"] = {}
+        shutil.copyfile(src, dst)
+    return report
+
+
+def mask_subgraph_nodes(model) -> list[str]:
+    """Names of the nodes computing only from `attention_mask` (the additive mask): kept in float32.
+
+    In fp16 the mask value finfo(float32).min overflows and 0 * -inf makes NaN rows; computed in
+    float32 and cast once, it stays finite.
+    """
+    graph = model.graph
+    tainted = {"attention_mask"}
+    weights = {init.name for init in graph.initializer}
+    names: list[str] = []
+    for node in graph.node:  # ONNX graphs are topologically sorted
+        ins = [i for i in node.input if i]
+        if not ins:
+            continue
+        if any(i in tainted for i in ins) and all(i in tainted or i in weights or _is_constant(graph, i) for i in ins):
+            tainted.update(node.output)
+            names.append(node.name)
+    return names
+
+
+def _is_constant(graph, name: str) -> bool:
+    for node in graph.node:
+        if name in node.output:
+            return node.op_type == "Constant"
+    return False
+
+
+def to_fp16(src: Path, dst: Path) -> dict[str, Any]:
+    """Convert to float16 with float32 inputs/outputs; softmax, normalisation and masking stay float32."""
+    import onnx
+    from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
+
+    model = onnx.load(str(src))
+    node_block = mask_subgraph_nodes(model)
+    # The graph's final softmax (the `scores` output) is float32 by contract.
+    producer = {o: n for n in model.graph.node for o in n.output}
+    final = producer.get("scores")
+    if final is not None and final.name not in node_block:
+        node_block.append(final.name)
+    op_block = sorted(set(DEFAULT_OP_BLOCK_LIST) | set(FP16_OP_BLOCK_LIST))
+    converted = convert_float_to_float16(model, keep_io_types=True, op_block_list=op_block, node_block_list=node_block)
+    _unique_node_names(converted)
+    onnx.save_model(converted, str(dst))
+    return {"op_block_list": [op for op in FP16_OP_BLOCK_LIST], "nodes_kept_float32": len(node_block),
+            "keep_io_types": True, "target": "GPU (CUDAExecutionProvider); slower than fp32 on CPU"}
+
+
+def _unique_node_names(model) -> None:
+    """The converter casts a shared weight once per consumer under one name (DeBERTa shares LayerNorm
+    weights): drop the repeated identical casts, then keep the node list topologically sorted."""
+    graph = model.graph
+    produced: dict[str, tuple] = {}
+    keep = []
+    for node in graph.node:
+        sig = (node.op_type, tuple(node.input), tuple(a.SerializeToString() for a in node.attribute))
+        if node.output and all(o in produced for o in node.output) and all(produced[o] == sig for o in node.output):
+            continue
+        for o in node.output:
+            produced[o] = sig
+        keep.append(node)
+    available = {i.name for i in graph.input} | {i.name for i in graph.initializer} | {""}
+    ordered, pending = [], list(keep)
+    while pending:
+        rest = []
+        for node in pending:
+            if all(i in available for i in node.input):
+                ordered.append(node)
+                available.update(node.output)
+            else:
+                rest.append(node)
+        if len(rest) == len(pending):  # a cycle or a subgraph reference: leave the order alone
+            ordered.extend(rest)
+            break
+        pending = rest
+    seen: set[str] = set()
+    for node in ordered:
+        if node.name in seen:
+            node.name = f"{node.name}_{len(seen)}"
+        seen.add(node.name)
+    del graph.node[:]
+    graph.node.extend(ordered)
