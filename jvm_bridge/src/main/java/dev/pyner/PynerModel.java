@@ -1,0 +1,469 @@
+package dev.pyner;
+
+import com.google.gson.JsonElement;
+import com.google.gson.JsonObject;
+import dev.pyner.artifact.Golden;
+import dev.pyner.artifact.Manifest;
+import dev.pyner.decode.EntityDecoder;
+import dev.pyner.runtime.Batches;
+import dev.pyner.runtime.OnnxScorer;
+import dev.pyner.runtime.Offline;
+import dev.pyner.text.TextIndex;
+import dev.pyner.text.TokenDecoder;
+import dev.pyner.text.TokenDecoders;
+import dev.pyner.text.WindowTokenizer;
+import java.nio.file.Path;
+import java.nio.file.Paths;
+import java.util.ArrayList;
+import java.util.Collection;
+import java.util.List;
+import java.util.Objects;
+import java.util.concurrent.locks.ReentrantReadWriteLock;
+
+/**
+ * A pyner artifact loaded for inference: the Java mirror of the Python runtime ({@code
+ * pyner.load(...)}). Same tokenizer windows, same batches, same ONNX Runtime session options, same
+ * decoding: the same entities, and bit-identical scores with the same ONNX Runtime version and
+ * thread settings.
+ *
+ * <pre>{@code
+ * try (PynerModel model = PynerModel.builder().setArtifact(Paths.get("artifacts/demo")).optThreads(2).build()) {
+ *     List<List<Entity>> entities = model.predict(List.of("Angela Merkel visited Paris."), AggregationStrategy.SIMPLE);
+ * }
+ * }</pre>
+ *
+ * <p>Thread-safe: {@code predict} may be called from several threads at once. {@link #close()} is
+ * idempotent; calls after it throw {@link IllegalStateException}.
+ */
+public final class PynerModel implements AutoCloseable {
+
+    static {
+        Offline.enforce();
+    }
+
+    private final Manifest manifest;
+    private final WindowTokenizer tokenizer;
+    private final OnnxScorer scorer;
+    private final EntityDecoder decoder;
+    private final int threads;
+    private final int maxBatchSize;
+    private final int maxBatchTokens;
+    private final ReentrantReadWriteLock lock = new ReentrantReadWriteLock();
+    private volatile boolean closed;
+
+    private PynerModel(Manifest manifest, WindowTokenizer tokenizer, OnnxScorer scorer, EntityDecoder decoder,
+                       int threads, int maxBatchSize, int maxBatchTokens) {
+        this.manifest = manifest;
+        this.tokenizer = tokenizer;
+        this.scorer = scorer;
+        this.decoder = decoder;
+        this.threads = threads;
+        this.maxBatchSize = maxBatchSize;
+        this.maxBatchTokens = maxBatchTokens;
+    }
+
+    /** @return a new builder */
+    public static Builder builder() {
+        return new Builder();
+    }
+
+    /**
+     * Entities per text with the {@code simple} strategy (Python's default).
+     *
+     * @param texts texts (no null elements)
+     * @return per text, in input order, its entities
+     * @throws IllegalArgumentException for null texts, naming the index
+     * @throws PynerInferenceException when the tokenizer or ONNX Runtime fails
+     */
+    public List<List<Entity>> predict(List<String> texts) {
+        return predict(texts, AggregationStrategy.SIMPLE, null);
+    }
+
+    /**
+     * Entities per text.
+     *
+     * @param texts texts (no null elements)
+     * @param strategy the aggregation strategy
+     * @return per text, in input order, its entities
+     */
+    public List<List<Entity>> predict(List<String> texts, AggregationStrategy strategy) {
+        return predict(texts, strategy, null);
+    }
+
+    /**
+     * Entities per text, dropping groups whose label is in {@code ignoreLabels}.
+     *
+     * @param texts texts (no null elements)
+     * @param strategy the aggregation strategy
+     * @param ignoreLabels labels to drop after grouping; null for the default {"O"}
+     * @return per text, in input order, its entities
+     */
+    public List<List<Entity>> predict(List<String> texts, AggregationStrategy strategy, Collection<String> ignoreLabels) {
+        Objects.requireNonNull(strategy, "strategy");
+        List<ScoredText> scored = score(texts);
+        List<List<Entity>> out = new ArrayList<>(scored.size());
+        for (ScoredText s : scored) {
+            out.add(decode(s, strategy, ignoreLabels));
+        }
+        return out;
+    }
+
+    /**
+     * Entities of one text with the given strategy.
+     *
+     * @param text the text
+     * @param strategy the aggregation strategy
+     * @return its entities
+     */
+    public List<Entity> predict(String text, AggregationStrategy strategy) {
+        return predict(java.util.Collections.singletonList(text), strategy, null).get(0);
+    }
+
+    /**
+     * Tokenizes texts into windows and runs the model: per-token scores, before decoding.
+     *
+     * @param texts texts (no null elements)
+     * @return per text, its windows and their scores
+     */
+    public List<ScoredText> score(List<?> texts) {
+        List<String> checked = checkTexts(texts);
+        lock.readLock().lock();
+        try {
+            ensureOpen();
+            List<List<Window>> encoded = tokenizer.encode(checked);
+            List<Window> flat = new ArrayList<>();
+            for (List<Window> ws : encoded) {
+                flat.addAll(ws);
+            }
+            List<float[][]> scores = scorer.forward(flat, maxBatchSize, maxBatchTokens);
+            List<ScoredText> out = new ArrayList<>(checked.size());
+            int k = 0;
+            for (int i = 0; i < checked.size(); i++) {
+                List<Window> ws = encoded.get(i);
+                out.add(new ScoredText(checked.get(i), ws, scores.subList(k, k + ws.size())));
+                k += ws.size();
+            }
+            return out;
+        } finally {
+            lock.readLock().unlock();
+        }
+    }
+
+    /**
+     * Decodes one scored text into entities.
+     *
+     * @param scored a text scored by {@link #score(List)}
+     * @param strategy the aggregation strategy
+     * @param ignoreLabels labels to drop after grouping; null for {"O"}
+     * @return its entities
+     */
+    public List<Entity> decode(ScoredText scored, AggregationStrategy strategy, Collection<String> ignoreLabels) {
+        Objects.requireNonNull(strategy, "strategy");
+        return decoder.decodeText(new TextIndex(scored.text()), scored.windows(), scored.scores(), strategy, ignoreLabels);
+    }
+
+    /**
+     * Re-runs the artifact's golden fixtures and compares (what {@code build()} does unless
+     * {@code optSelfCheck(false)}).
+     *
+     * @return the comparison
+     * @throws PynerException when golden.json cannot be read
+     */
+    public Golden.Report selfCheck() throws PynerException {
+        return Golden.read(manifest.folder()).compare(this, manifest.scoreTolerance());
+    }
+
+    /** @return the manifest */
+    public Manifest manifest() {
+        return manifest;
+    }
+
+    /** @return labels by class id */
+    public List<String> labels() {
+        return manifest.labels();
+    }
+
+    /** @return the artifact folder */
+    public Path artifact() {
+        return manifest.folder();
+    }
+
+    /** @return the ONNX Runtime version in use (the native library's) */
+    public String onnxRuntimeVersion() {
+        return scorer.onnxRuntimeVersion();
+    }
+
+    /** @return intra-op threads asked for (0: ONNX Runtime's choice) */
+    public int threads() {
+        return threads;
+    }
+
+    private void ensureOpen() {
+        if (closed) {
+            throw new IllegalStateException("this PynerModel is closed");
+        }
+    }
+
+    /**
+     * Validates texts: a list with only String elements and no lone surrogates.
+     *
+     * @param texts the texts
+     * @return the texts as strings
+     * @throws IllegalArgumentException naming the first bad index
+     */
+    static List<String> checkTexts(List<?> texts) {
+        if (texts == null) {
+            throw new IllegalArgumentException("texts is null; pass a list of strings");
+        }
+        List<String> out = new ArrayList<>(texts.size());
+        int i = 0;
+        for (Object t : texts) {
+            if (t == null) {
+                throw new IllegalArgumentException("texts[" + i + "] is null, not a String");
+            }
+            if (!(t instanceof String)) {
+                throw new IllegalArgumentException("texts[" + i + "] is " + t.getClass().getName() + ", not a String");
+            }
+            String s = (String) t;
+            int bad = TextIndex.loneSurrogate(s);
+            if (bad >= 0) {
+                throw new IllegalArgumentException(String.format(
+                        "texts[%d] has a lone surrogate U+%04X at UTF-16 index %d; it is not valid Unicode text",
+                        i, (int) s.charAt(bad), bad));
+            }
+            out.add(s);
+            i++;
+        }
+        return out;
+    }
+
+    /** Closes the tokenizer and the ONNX Runtime session (idempotent; waits for running predictions). */
+    @Override
+    public void close() {
+        lock.writeLock().lock();
+        try {
+            if (closed) {
+                return;
+            }
+            closed = true;
+            try {
+                scorer.close();
+            } finally {
+                tokenizer.close();
+            }
+        } finally {
+            lock.writeLock().unlock();
+        }
+    }
+
+    @Override
+    public String toString() {
+        return "PynerModel(" + manifest.folder() + ", " + manifest.modelType() + " " + manifest.precision() + ", "
+                + manifest.labels().size() + " labels, max_length " + manifest.maxLength() + ")";
+    }
+
+    /** Builder: {@code setArtifact} is required, the {@code opt*} settings are optional. */
+    public static final class Builder {
+        private Path artifact;
+        private int threads;
+        private boolean selfCheck = true;
+        private boolean checksums = true;
+        private int maxBatchSize = Batches.DEFAULT_BATCH_SIZE;
+        private int maxBatchTokens = Batches.DEFAULT_MAX_BATCH_TOKENS;
+
+        private Builder() {}
+
+        /**
+         * Sets the artifact folder (required).
+         *
+         * @param folder the folder made by {@code pyner package}
+         * @return this builder
+         */
+        public Builder setArtifact(Path folder) {
+            this.artifact = Objects.requireNonNull(folder, "folder");
+            return this;
+        }
+
+        /**
+         * Sets the artifact folder (required).
+         *
+         * @param folder the folder made by {@code pyner package}
+         * @return this builder
+         */
+        public Builder setArtifact(String folder) {
+            return setArtifact(Paths.get(Objects.requireNonNull(folder, "folder")));
+        }
+
+        /**
+         * ONNX Runtime intra-op threads; 0 (the default) lets ONNX Runtime choose (physical cores),
+         * as the Python runtime does by default.
+         *
+         * @param threads threads, &gt;= 0
+         * @return this builder
+         */
+        public Builder optThreads(int threads) {
+            if (threads < 0) {
+                throw new IllegalArgumentException("threads must be >= 0, got " + threads);
+            }
+            this.threads = threads;
+            return this;
+        }
+
+        /**
+         * Whether {@link #build()} re-runs the golden fixtures and refuses a model that does not
+         * reproduce them (default true).
+         *
+         * @param selfCheck true to check
+         * @return this builder
+         */
+        public Builder optSelfCheck(boolean selfCheck) {
+            this.selfCheck = selfCheck;
+            return this;
+        }
+
+        /**
+         * Whether {@link #build()} checks every file's size and sha256 against the manifest
+         * (default true).
+         *
+         * @param checksums true to check
+         * @return this builder
+         */
+        public Builder optChecksums(boolean checksums) {
+            this.checksums = checksums;
+            return this;
+        }
+
+        /**
+         * Maximum windows per batch (default 32, as Python).
+         *
+         * @param size &gt;= 1
+         * @return this builder
+         */
+        public Builder optMaxBatchSize(int size) {
+            if (size < 1) {
+                throw new IllegalArgumentException("max batch size must be >= 1, got " + size);
+            }
+            this.maxBatchSize = size;
+            return this;
+        }
+
+        /**
+         * Maximum padded tokens per batch (default 8192, as Python).
+         *
+         * @param tokens &gt;= 1
+         * @return this builder
+         */
+        public Builder optMaxBatchTokens(int tokens) {
+            if (tokens < 1) {
+                throw new IllegalArgumentException("max batch tokens must be >= 1, got " + tokens);
+            }
+            this.maxBatchTokens = tokens;
+            return this;
+        }
+
+        /**
+         * Loads the artifact: manifest and format version, checksums, tokenizer, ONNX Runtime
+         * session, then (unless turned off) the golden self-check.
+         *
+         * @return the model
+         * @throws PynerException naming the file at fault and the reason
+         */
+        public PynerModel build() throws PynerException {
+            if (artifact == null) {
+                throw new IllegalStateException("setArtifact(...) is required");
+            }
+            Offline.enforce();
+            Path folder = artifact.toAbsolutePath().normalize();
+            Manifest manifest = Manifest.read(folder);
+            if (checksums) {
+                manifest.checkFiles();
+            }
+            int maxLength = manifest.maxLength();
+            int stride = manifest.stride();
+            if (stride < 0 || stride >= maxLength - 2) {
+                throw new PynerException(manifest.path(), "stride " + stride + " must be >= 0 and well below max_length " + maxLength);
+            }
+            Path tokPath = folder.resolve(Manifest.TOKENIZER_FILE);
+            JsonObject tokJson = Manifest.readJsonObject(tokPath);
+            JsonObject tokInfo = manifest.tokenizer();
+            TokenDecoder tokenDecoder;
+            try {
+                tokenDecoder = TokenDecoders.fromJson(tokJson.get("decoder"));
+            } catch (RuntimeException e) {
+                throw new PynerException(tokPath, "decoder: " + e.getMessage(), e);
+            }
+            JsonObject model = tokJson.has("model") && tokJson.get("model").isJsonObject()
+                    ? tokJson.getAsJsonObject("model") : new JsonObject();
+            String prefix = tokInfo.has("continuing_subword_prefix")
+                    ? stringOrNull(tokInfo.get("continuing_subword_prefix"))
+                    : stringOrNull(model.get("continuing_subword_prefix"));
+            Long unkId = tokInfo.has("unk_token_id") ? longOrNull(tokInfo.get("unk_token_id")) : null;
+            if (unkId == null) {
+                String unk = tokInfo.has("unk_token") ? stringOrNull(tokInfo.get("unk_token")) : stringOrNull(model.get("unk_token"));
+                unkId = unk == null ? null : tokenId(tokJson, unk);
+            }
+            Long padId = tokInfo.has("pad_token_id") ? longOrNull(tokInfo.get("pad_token_id")) : null;
+            EntityDecoder entityDecoder = new EntityDecoder(manifest.labels(), tokenDecoder, unkId, prefix);
+            WindowTokenizer tok = WindowTokenizer.load(tokPath, maxLength, stride);
+            OnnxScorer scorer;
+            try {
+                scorer = OnnxScorer.open(folder.resolve(Manifest.MODEL_FILE), manifest.inputs(),
+                        padId == null ? 0 : padId, manifest.labels().size(), threads);
+            } catch (PynerException | RuntimeException e) {
+                tok.close();
+                throw e;
+            }
+            PynerModel m = new PynerModel(manifest, tok, scorer, entityDecoder, threads, maxBatchSize, maxBatchTokens);
+            if (selfCheck) {
+                try {
+                    Golden.Report report = m.selfCheck();
+                    if (!report.ok()) {
+                        throw new PynerException(folder.resolve(Manifest.GOLDEN_FILE),
+                                "this runtime does not reproduce the golden fixtures: "
+                                        + String.join("; ", report.differences().subList(0, Math.min(3, report.differences().size())))
+                                        + " (" + report.summary() + ")");
+                    }
+                } catch (PynerException | RuntimeException e) {
+                    m.close();
+                    throw e;
+                }
+            }
+            return m;
+        }
+
+        private static String stringOrNull(JsonElement e) {
+            return e == null || e.isJsonNull() ? null : e.getAsString();
+        }
+
+        private static Long longOrNull(JsonElement e) {
+            return e == null || e.isJsonNull() ? null : e.getAsLong();
+        }
+
+        /** token_to_id from tokenizer.json: added tokens, then the model vocabulary. */
+        private static Long tokenId(JsonObject tok, String token) {
+            if (tok.has("added_tokens") && tok.get("added_tokens").isJsonArray()) {
+                for (JsonElement e : tok.getAsJsonArray("added_tokens")) {
+                    JsonObject a = e.getAsJsonObject();
+                    if (token.equals(a.get("content").getAsString())) {
+                        return a.get("id").getAsLong();
+                    }
+                }
+            }
+            JsonObject model = tok.getAsJsonObject("model");
+            JsonElement vocab = model == null ? null : model.get("vocab");
+            if (vocab != null && vocab.isJsonObject() && vocab.getAsJsonObject().has(token)) {
+                return vocab.getAsJsonObject().get(token).getAsLong();
+            }
+            if (vocab != null && vocab.isJsonArray()) { // Unigram: [[piece, score], ...]
+                int i = 0;
+                for (JsonElement e : vocab.getAsJsonArray()) {
+                    if (token.equals(e.getAsJsonArray().get(0).getAsString())) {
+                        return (long) i;
+                    }
+                    i++;
+                }
+            }
+            return null;
+        }
+    }
+}

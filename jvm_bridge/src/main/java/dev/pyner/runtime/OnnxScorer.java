@@ -1,0 +1,220 @@
+package dev.pyner.runtime;
+
+import ai.onnxruntime.NodeInfo;
+import ai.onnxruntime.OnnxTensor;
+import ai.onnxruntime.OnnxValue;
+import ai.onnxruntime.OrtEnvironment;
+import ai.onnxruntime.OrtException;
+import ai.onnxruntime.OrtLoggingLevel;
+import ai.onnxruntime.OrtSession;
+import ai.onnxruntime.TensorInfo;
+import dev.pyner.PynerException;
+import dev.pyner.PynerInferenceException;
+import dev.pyner.Window;
+import java.nio.FloatBuffer;
+import java.nio.LongBuffer;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.HashMap;
+import java.util.HashSet;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+
+/**
+ * An ONNX Runtime Java session over {@code model.onnx}, with the Python runtime's session options
+ * (graph optimization ALL, sequential execution, intra-op threads as asked (0 = ORT's choice),
+ * one inter-op thread). Runs windows in length-bucketed batches and returns per-window float32
+ * {@code scores}. Thread-safe (ORT sessions may run concurrently).
+ */
+public final class OnnxScorer implements AutoCloseable {
+
+    /** The graph output holding softmax probabilities. */
+    public static final String SCORES = "scores";
+
+    private final OrtEnvironment env;
+    private final OrtSession session;
+    private final List<String> inputNames;
+    private final boolean usesTypes;
+    private final long padId;
+    private final int numLabels;
+
+    private OnnxScorer(OrtEnvironment env, OrtSession session, List<String> inputNames, long padId, int numLabels) {
+        this.env = env;
+        this.session = session;
+        this.inputNames = inputNames;
+        this.usesTypes = inputNames.contains("token_type_ids");
+        this.padId = padId;
+        this.numLabels = numLabels;
+    }
+
+    /**
+     * Opens a session.
+     *
+     * @param model model.onnx
+     * @param manifestInputs the manifest's input names (must equal the graph's)
+     * @param padId padding token id
+     * @param numLabels number of labels (checked against the scores output)
+     * @param threads intra-op threads (0: ORT's choice)
+     * @return the scorer
+     * @throws PynerException naming model.onnx when ORT cannot load it or it does not match the manifest
+     */
+    public static OnnxScorer open(Path model, List<String> manifestInputs, long padId, int numLabels, int threads)
+            throws PynerException {
+        OrtEnvironment env = OrtEnvironment.getEnvironment(OrtLoggingLevel.ORT_LOGGING_LEVEL_ERROR, "pyner");
+        OrtSession session = null;
+        try (OrtSession.SessionOptions so = new OrtSession.SessionOptions()) {
+            so.setOptimizationLevel(OrtSession.SessionOptions.OptLevel.ALL_OPT);
+            so.setExecutionMode(OrtSession.SessionOptions.ExecutionMode.SEQUENTIAL);
+            so.setIntraOpNumThreads(threads);
+            so.setInterOpNumThreads(1);
+            so.setSessionLogLevel(OrtLoggingLevel.ORT_LOGGING_LEVEL_ERROR);
+            session = env.createSession(model.toString(), so);
+            Set<String> graphInputs = new HashSet<>(session.getInputNames());
+            if (!graphInputs.equals(new HashSet<>(manifestInputs))) {
+                throw new PynerException(model, "graph inputs " + session.getInputNames()
+                        + " differ from the manifest's " + manifestInputs);
+            }
+            Map<String, NodeInfo> outputs = session.getOutputInfo();
+            if (!outputs.containsKey(SCORES)) {
+                throw new PynerException(model, "graph has no '" + SCORES + "' output (outputs: " + outputs.keySet() + ")");
+            }
+            if (outputs.get(SCORES).getInfo() instanceof TensorInfo) {
+                long[] shape = ((TensorInfo) outputs.get(SCORES).getInfo()).getShape();
+                if (shape.length == 3 && shape[2] > 0 && shape[2] != numLabels) {
+                    throw new PynerException(model, "'scores' has " + shape[2] + " classes, the manifest lists "
+                            + numLabels + " labels");
+                }
+            }
+            return new OnnxScorer(env, session, List.copyOf(manifestInputs), padId, numLabels);
+        } catch (OrtException e) {
+            closeQuietly(session);
+            throw new PynerException(model, "ONNX Runtime cannot load it (" + e.getMessage() + ")", e);
+        } catch (PynerException e) {
+            closeQuietly(session);
+            throw e;
+        }
+    }
+
+    private static void closeQuietly(OrtSession s) {
+        if (s != null) {
+            try {
+                s.close();
+            } catch (OrtException ignored) {
+                // closing after a failed load
+            }
+        }
+    }
+
+    /** @return ONNX Runtime's version, as the native library reports it */
+    public String onnxRuntimeVersion() {
+        return env.getVersion();
+    }
+
+    /**
+     * Runs windows in batches and returns per window its float32 scores {@code [tokens][labels]},
+     * in input order.
+     *
+     * @param windows windows
+     * @param batchSize maximum windows per batch
+     * @param maxBatchTokens maximum padded tokens per batch
+     * @return scores per window
+     */
+    public List<float[][]> forward(List<Window> windows, int batchSize, int maxBatchTokens) {
+        int[] lengths = new int[windows.size()];
+        for (int i = 0; i < lengths.length; i++) {
+            lengths[i] = windows.get(i).length();
+        }
+        float[][][] results = new float[windows.size()][][];
+        for (int[] batch : Batches.plan(lengths, batchSize, maxBatchTokens)) {
+            List<Window> ws = new ArrayList<>(batch.length);
+            for (int i : batch) {
+                ws.add(windows.get(i));
+            }
+            float[][][] out = run(ws);
+            for (int r = 0; r < batch.length; r++) {
+                results[batch[r]] = out[r];
+            }
+        }
+        List<float[][]> list = new ArrayList<>(results.length);
+        Collections.addAll(list, results);
+        return list;
+    }
+
+    /** One padded batch through the session; returns per row its unpadded scores. */
+    private float[][][] run(List<Window> windows) {
+        int n = windows.size();
+        int longest = 0;
+        for (Window w : windows) {
+            longest = Math.max(longest, w.length());
+        }
+        long[] ids = new long[n * longest];
+        long[] mask = new long[n * longest];
+        long[] types = usesTypes ? new long[n * longest] : null;
+        java.util.Arrays.fill(ids, padId);
+        for (int r = 0; r < n; r++) {
+            Window w = windows.get(r);
+            int t = w.length();
+            System.arraycopy(w.inputIds(), 0, ids, r * longest, t);
+            java.util.Arrays.fill(mask, r * longest, r * longest + t, 1L);
+            if (types != null) {
+                System.arraycopy(w.typeIds(), 0, types, r * longest, t);
+            }
+        }
+        long[] shape = {n, longest};
+        Map<String, OnnxTensor> feeds = new HashMap<>();
+        try {
+            feeds.put("input_ids", OnnxTensor.createTensor(env, LongBuffer.wrap(ids), shape));
+            feeds.put("attention_mask", OnnxTensor.createTensor(env, LongBuffer.wrap(mask), shape));
+            if (types != null) {
+                feeds.put("token_type_ids", OnnxTensor.createTensor(env, LongBuffer.wrap(types), shape));
+            }
+            try (OrtSession.Result result = session.run(feeds, Set.of(SCORES))) {
+                OnnxValue v = result.get(0);
+                if (!(v instanceof OnnxTensor)) {
+                    throw new PynerInferenceException("'scores' is not a tensor");
+                }
+                OnnxTensor t = (OnnxTensor) v;
+                long[] s = t.getInfo().getShape();
+                if (s.length != 3 || s[0] != n || s[1] != longest || s[2] != numLabels) {
+                    throw new PynerInferenceException("'scores' has shape " + java.util.Arrays.toString(s)
+                            + ", expected [" + n + ", " + longest + ", " + numLabels + "]");
+                }
+                FloatBuffer fb = t.getFloatBuffer();
+                float[][][] out = new float[n][][];
+                for (int r = 0; r < n; r++) {
+                    int len = windows.get(r).length();
+                    float[][] rows = new float[len][numLabels];
+                    for (int tok = 0; tok < len; tok++) {
+                        fb.position((r * longest + tok) * numLabels);
+                        fb.get(rows[tok]);
+                    }
+                    out[r] = rows;
+                }
+                return out;
+            }
+        } catch (OrtException e) {
+            throw new PynerInferenceException("ONNX Runtime failed on a batch of " + n + " windows x " + longest
+                    + " tokens: " + e.getMessage(), e);
+        } finally {
+            for (OnnxTensor t : feeds.values()) {
+                t.close();
+            }
+        }
+    }
+
+    /** @return the input names */
+    public List<String> inputNames() {
+        return inputNames;
+    }
+
+    @Override
+    public void close() {
+        try {
+            session.close();
+        } catch (OrtException e) {
+            throw new PynerInferenceException("closing the ONNX Runtime session failed", e);
+        }
+    }
+}

@@ -1,0 +1,67 @@
+package dev.pyner;
+
+import static org.junit.jupiter.api.Assertions.fail;
+
+import com.google.gson.JsonElement;
+import com.google.gson.JsonObject;
+import com.google.gson.JsonParser;
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.Paths;
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * The artifacts packaged by tests/make_test_artifacts.py in the build (generate-test-resources),
+ * found through the system property {@code pyner.testArtifacts} that surefire sets.
+ */
+public final class TestArtifacts {
+
+    private TestArtifacts() {}
+
+    /** @return the folder holding the test artifacts */
+    public static Path root() {
+        String dir = System.getProperty("pyner.testArtifacts");
+        if (dir == null) {
+            fail("system property pyner.testArtifacts is not set (run the tests through Maven: cd jvm_bridge && mvn test)");
+        }
+        Path p = Paths.get(dir);
+        if (!Files.isRegularFile(p.resolve("index.json"))) {
+            fail("no test artifacts in " + p + ": the build runs tests/make_test_artifacts.py in generate-test-resources"
+                    + " (needs ../.venv: run scripts/bootstrap, or -Dpyner.python=/path/to/python)");
+        }
+        return p;
+    }
+
+    /** @return every packaged artifact folder (family-precision) */
+    public static List<Path> all() {
+        Path root = root();
+        try {
+            JsonObject index = JsonParser.parseString(Files.readString(root.resolve("index.json"), StandardCharsets.UTF_8))
+                    .getAsJsonObject();
+            List<Path> out = new ArrayList<>();
+            for (JsonElement e : index.getAsJsonArray("artifacts")) {
+                out.add(root.resolve(e.getAsString()));
+            }
+            return out;
+        } catch (IOException e) {
+            throw new AssertionError(e);
+        }
+    }
+
+    /**
+     * One artifact.
+     *
+     * @param name e.g. "bert-fp32"
+     * @return its folder
+     */
+    public static Path get(String name) {
+        Path p = root().resolve(name);
+        if (!Files.isDirectory(p)) {
+            fail("test artifact " + name + " missing in " + root());
+        }
+        return p;
+    }
+}

@@ -1,0 +1,216 @@
+"""Package the tiny test artifacts that the JVM tests (JUnit) and the JVM parity test (pytest) read.
+
+    .venv/bin/python tests/make_test_artifacts.py OUTDIR
+
+Writes, atomically (a temporary folder renamed into place):
+
+    OUTDIR/<family>-<precision>/   one artifact per family (tests/factory.py) and precision
+                                   (fp32, fp16, int8), max_length 32 and stride 8 so that the golden
+                                   set's long document needs many windows
+    OUTDIR/decoders.json           tokenizer-decoder cases: token lists and what the Rust `tokenizers`
+                                   decoders (through Python) return; the oracle for the Java decoders
+    OUTDIR/index.json              what is there, and the versions that made it
+    OUTDIR/key.txt                 the up-to-date key
+
+Nothing is re-packaged when OUTDIR/key.txt equals the key of the current sources: a hash of the
+exporter (export/*.py), the runtime (pyner/{artifact,runtime,decode,golden,errors}.py), tests/factory.py, this script, and the versions of
+torch, transformers, onnx, onnxruntime and tokenizers. Change any of them and the next build packages
+again. `ensure(OUTDIR)` does the same from Python and returns the artifact folders.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(ROOT))
+
+PRECISIONS = ("fp32", "fp16", "int8")
+MAX_LENGTH = 32
+STRIDE = 8
+KEY_FILE = "key.txt"
+# The runtime modules that compute the golden fixtures (pyner/jvm.py, the CLI and serving do not).
+RUNTIME_FILES = ("__init__.py", "artifact.py", "errors.py", "runtime.py", "decode.py", "golden.py")
+
+
+def families() -> tuple[str, ...]:
+    from factory import FAMILIES
+
+    return tuple(FAMILIES)
+
+
+def source_key() -> str:
+    """Hash of everything that determines the artifacts' contents."""
+    h = hashlib.sha256()
+    files = sorted((ROOT / "export").glob("*.py")) + [ROOT / "pyner" / f for f in RUNTIME_FILES]
+    files += [ROOT / "tests" / "factory.py", Path(__file__).resolve()]
+    for f in files:
+        h.update(str(f.relative_to(ROOT)).encode())
+        h.update(b"\0")
+        h.update(f.read_bytes())
+        h.update(b"\0")
+    for mod in ("torch", "transformers", "onnx", "onnxruntime", "tokenizers"):
+        h.update(f"{mod}={_version(mod)}\n".encode())
+    h.update(f"{families()} {PRECISIONS} {MAX_LENGTH} {STRIDE}".encode())
+    return h.hexdigest()
+
+
+def _version(mod: str) -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version(mod)
+    except metadata.PackageNotFoundError:
+        return "absent"
+
+
+def artifact_dirs(outdir: Path) -> dict[tuple[str, str], Path]:
+    return {(f, p): Path(outdir) / f"{f}-{p}" for f in families() for p in PRECISIONS}
+
+
+def is_up_to_date(outdir: Path) -> bool:
+    keyfile = Path(outdir) / KEY_FILE
+    return keyfile.is_file() and keyfile.read_text().strip() == source_key()
+
+
+# -- decoder cases ---------------------------------------------------------------------------------
+
+DECODER_SPECS = {
+    "wordpiece": {"type": "WordPiece", "prefix": "##", "cleanup": True},
+    "wordpiece-nocleanup": {"type": "WordPiece", "prefix": "##", "cleanup": False},
+    "bytelevel": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True},
+    "metaspace-always": {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "always", "split": True},
+    "metaspace-first": {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "first", "split": True},
+    "metaspace-never": {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "never", "split": True},
+    "bpe": {"type": "BPEDecoder", "suffix": "</w>"},
+    "ctc": {"type": "CTC", "pad_token": "<pad>", "word_delimiter_token": "|", "cleanup": True},
+    "llama": {"type": "Sequence", "decoders": [
+        {"type": "Replace", "pattern": {"String": "\u2581"}, "content": " "},
+        {"type": "ByteFallback"},
+        {"type": "Fuse"},
+        {"type": "Strip", "content": " ", "start": 1, "stop": 0},
+    ]},
+    "replace-regex": {"type": "Replace", "pattern": {"Regex": "\\s+"}, "content": "_"},
+}
+
+
+def _byte_level_tokens(text: str) -> list[str]:
+    """GPT-2 byte-level token strings of `text`, one per byte (so multi-byte characters split)."""
+    from tokenizers import pre_tokenizers
+
+    alphabet = pre_tokenizers.ByteLevel.alphabet()  # noqa: F841 (documents where the map comes from)
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    table = dict(zip(bs, (chr(c) for c in cs)))
+    return [table[b] for b in text.encode("utf-8")]
+
+
+def decoder_cases() -> list[dict]:
+    """Token lists for every decoder, with what `tokenizers` (the Rust crate via Python) decodes them to."""
+    from tokenizers import Tokenizer, models
+
+    words = ["Hello", "##world", "!", "do", "not", "it", "'", "s", "##n't", " ", "", "é", "Ġhello", "Ġwörld",
+             "\u2581New", "\u2581York", "\u2581\u2581a\u2581", "<0x41>", "<0xE2>", "<0x82>", "<0xAC>", "<0xFF>", "<0x4>",
+             "<pad>", "|", "a", "a", "b</w>", "c</w>", "🇫🇷", "👨‍👩‍👧", "\u2581", "ab\tc", "x  y"]
+    token_lists = [[w] for w in words]
+    token_lists += [
+        ["Hello", "##world", "!"], ["Hello", ",", "world", "."], ["it", "'", "s", "do", "not", "can", "##n't"],
+        ["Jean", "-", "Baptiste"], ["U", ".", "S", "."], ["##a", "##b", "c"], ["[UNK]", "##x", "y"],
+        ["\u2581New", "\u2581York", "\u2581City"], ["\u2581\u2581a\u2581", "b\u2581c", "\u2581"],
+        ["<0xE2>", "<0x82>", "<0xAC>", "x"], ["<0xE2>", "<0x82>", "y"], ["<0x41>", "<0x42>"],
+        ["<pad>", "a", "a", "<pad>", "b", "|", "c", "|"], ["b</w>", "c</w>", "d"],
+        [" hello", " wörld"], ["héllo", "wörld"], ["hello", "world"],
+    ]
+    # byte-level tokens of hostile text: whole, split at every byte, and partial characters
+    for text in ["Hello wörld", "Paris 🇫🇷 and 👨‍👩‍👧‍👦!", "東京都", "é", "naïve café", "a\u200bb"]:
+        bl = _byte_level_tokens(text)
+        token_lists.append(["".join(bl)])
+        token_lists.append(bl)
+        token_lists.append(bl[:-1])
+        token_lists.append(bl[1:])
+        token_lists.append(["".join(bl[:2]), "".join(bl[2:])])
+    token_lists += [["Ġhello", "Ġwörld"], ["Ġ", "Ġ"], ["ðŁĺ", "Ģ"], ["ðŁĺ"], ["Ģ", "ðŁĺ"]]
+
+    cases = []
+    for name, spec in DECODER_SPECS.items():
+        tok = Tokenizer(models.WordPiece({"[UNK]": 0}, unk_token="[UNK]"))
+        tok_json = json.loads(tok.to_str())
+        tok_json["decoder"] = spec
+        decoder = Tokenizer.from_str(json.dumps(tok_json)).decoder
+        for tokens in token_lists:
+            try:
+                out = decoder.decode(tokens)
+            except Exception as exc:  # a decoder that refuses an input is skipped, not a case
+                print(f"  decoder {name} refused {tokens!r}: {exc}", file=sys.stderr)
+                continue
+            cases.append({"decoder": name, "tokens": tokens, "decoded": out})
+    return [{"spec": DECODER_SPECS[c["decoder"]], **c} for c in cases]
+
+
+# -- packaging -------------------------------------------------------------------------------------
+
+def build(outdir: Path) -> None:
+    from factory import make_checkpoint
+    from pyner.artifact import atomic_dir
+    from pyner_export.package import package
+
+    outdir = Path(outdir)
+    key = source_key()
+    t0 = time.perf_counter()
+    with atomic_dir(outdir, force=True) as tmp:
+        ckpts = tmp / ".checkpoints"
+        made = []
+        for family in families():
+            ckpt = make_checkpoint(family, ckpts / family, seed=0, max_length=64)
+            for precision in PRECISIONS:
+                t = time.perf_counter()
+                dst = tmp / f"{family}-{precision}"
+                # The guard is for accuracy, not parity: random tiny models need not pass it in fp16/int8.
+                package(ckpt, dst, precision=precision, max_length=MAX_LENGTH, stride=STRIDE,
+                        guard=precision == "fp32", quiet=True)
+                made.append(dst.name)
+                print(f"  packaged {dst.name} in {time.perf_counter() - t:.1f}s", file=sys.stderr)
+        shutil.rmtree(ckpts)
+        (tmp / "decoders.json").write_text(json.dumps({"cases": decoder_cases()}, ensure_ascii=False, indent=0) + "\n",
+                                           encoding="utf-8")
+        index = {"artifacts": made, "max_length": MAX_LENGTH, "stride": STRIDE,
+                 "versions": {m: _version(m) for m in ("torch", "transformers", "onnx", "onnxruntime", "tokenizers")}}
+        (tmp / "index.json").write_text(json.dumps(index, indent=1) + "\n", encoding="utf-8")
+        (tmp / KEY_FILE).write_text(key + "\n")
+    print(f"test artifacts: {len(made)} packaged into {outdir} in {time.perf_counter() - t0:.0f}s", file=sys.stderr)
+
+
+def ensure(outdir: Path) -> dict[tuple[str, str], Path]:
+    """Package into `outdir` unless it is up to date; return {(family, precision): folder}."""
+    outdir = Path(outdir)
+    if not is_up_to_date(outdir):
+        build(outdir)
+    return artifact_dirs(outdir)
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        print("usage: make_test_artifacts.py OUTDIR", file=sys.stderr)
+        return 2
+    outdir = Path(argv[0])
+    if is_up_to_date(outdir):
+        print(f"test artifacts in {outdir} are up to date", file=sys.stderr)
+        return 0
+    build(outdir)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
