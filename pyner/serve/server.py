@@ -339,19 +339,24 @@ class ServerThread:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="pyner-serve", daemon=True)
         self.stopped: dict[str, Any] | None = None
+        self._stopping = None
 
     def _call(self, coro, timeout: float | None = None):
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
 
-    def start(self, timeout: float = 300) -> "ServerThread":
+    def start(self, timeout: float = 300, *, load: bool = True) -> "ServerThread":
         self._thread.start()
         try:
             self._call(self.server.start(), timeout)
-            self._call(self.server.load(), timeout)
+            if load:
+                self.load(timeout)
         except BaseException:
             self.stop()
             raise
         return self
+
+    def load(self, timeout: float = 300) -> None:
+        self._call(self.server.load(), timeout)
 
     @property
     def port(self) -> int:
@@ -365,10 +370,16 @@ class ServerThread:
     def metrics(self) -> Metrics:
         return self.server.metrics
 
+    def stop_async(self, grace: float = 5.0):
+        """Begin the drain (as SIGTERM would); returns a concurrent.futures.Future of the final counts."""
+        if self._stopping is None:
+            self._stopping = asyncio.run_coroutine_threadsafe(self.server.shutdown(grace), self._loop)
+        return self._stopping
+
     def stop(self, grace: float = 5.0) -> dict[str, Any] | None:
         if self._thread.is_alive():
             try:
-                self.stopped = self._call(self.server.shutdown(grace), grace + 30)
+                self.stopped = self.stop_async(grace).result(grace + 30)
             finally:
                 self._loop.call_soon_threadsafe(self._loop.stop)
                 self._thread.join(30)
