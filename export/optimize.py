@@ -123,6 +123,7 @@ def to_fp16(src: Path, dst: Path) -> dict[str, Any]:
     op_block = sorted(set(DEFAULT_OP_BLOCK_LIST) | set(FP16_OP_BLOCK_LIST))
     converted = convert_float_to_float16(model, keep_io_types=True, op_block_list=op_block, node_block_list=node_block)
     _unique_node_names(converted)
+    _drop_output_round_trips(converted)
     onnx.save_model(converted, str(dst))
     return {"op_block_list": [op for op in FP16_OP_BLOCK_LIST], "nodes_kept_float32": len(node_block),
             "keep_io_types": True, "target": "GPU (CUDAExecutionProvider); slower than fp32 on CPU"}
@@ -162,3 +163,38 @@ def _unique_node_names(model) -> None:
         seen.add(node.name)
     del graph.node[:]
     graph.node.extend(ordered)
+
+
+def _drop_output_round_trips(model) -> None:
+    """`float32 op -> Cast(fp16) -> Cast(fp32) -> output` loses precision (the converter does this for a
+    blocked node feeding a kept-io output): let the float32 op write the output directly."""
+    import onnx
+
+    graph = model.graph
+    consumers: dict[str, int] = {}
+    for node in graph.node:
+        for i in node.input:
+            consumers[i] = consumers.get(i, 0) + 1
+    producer = {o: n for n in graph.node for o in n.output}
+
+    def cast_to(node) -> int | None:
+        if node is None or node.op_type != "Cast":
+            return None
+        return next((a.i for a in node.attribute if a.name == "to"), None)
+
+    for out in graph.output:
+        outer = producer.get(out.name)
+        if cast_to(outer) != onnx.TensorProto.FLOAT:
+            continue
+        inner = producer.get(outer.input[0])
+        if cast_to(inner) != onnx.TensorProto.FLOAT16 or consumers.get(outer.input[0], 0) != 1:
+            continue
+        source = producer.get(inner.input[0])
+        if source is None or source.op_type == "Cast" or consumers.get(inner.input[0], 0) != 1:
+            continue
+        # only when the source really computes float32: it was kept out of the fp16 conversion
+        for k, name in enumerate(source.output):
+            if name == inner.input[0]:
+                source.output[k] = out.name
+        graph.node.remove(inner)
+        graph.node.remove(outer)

@@ -249,3 +249,38 @@ def _build(ckpt, folder: Path, work: Path, *, precision, max_length, stride, ops
     timings["golden"] = time.perf_counter() - t0
     progress.step("golden")
     return manifest
+
+
+def summary_lines(out: Path, manifest: dict[str, Any]) -> list[str]:
+    """What `pyner package` prints once the artifact is in place."""
+    files = manifest.get("files", {})
+    size = sum(int(f.get("bytes", 0)) for f in files.values())
+    model_bytes = int(files.get(art.MODEL_FILE, {}).get("bytes", 0))
+    g = manifest.get("guard") or {}
+    opt = manifest.get("optimization") or {}
+    fused = {k: v for k, v in (opt.get("fused_ops") or {}).items() if v}
+    lines = [
+        f"artifact: {out}",
+        f"  {manifest['model_type']} {manifest['precision']}, {len(manifest['labels'])} labels ({manifest['label_scheme']}), "
+        f"max_length {manifest['max_length']}, stride {manifest['stride']}, inputs {', '.join(manifest['inputs'])}",
+        f"  size: model.onnx {model_bytes / 1e6:.2f} MB, folder {size / 1e6:.2f} MB; "
+        f"packaged in {manifest.get('timings_s', {}).get('total', 0):.1f} s",
+        f"  fusions: {', '.join(f'{k} {v}' for k, v in fused.items()) or 'none'}"
+        + (f" ({opt['fallback']})" if opt.get("fallback") else ""),
+    ]
+    q = manifest.get("quantization")
+    if q:
+        lines.append(f"  int8: {q['weight_type']} per-channel, policy {q['policy']!r}, {len(q['nodes_excluded'])} node(s) kept float32")
+    guard_line = (f"  guard ({'on' if g.get('enabled') else 'OFF: --no-guard'}): "
+                  f"{'passed' if g.get('passed') else 'FAILED'}, agreement with PyTorch {100 * g.get('token_agreement', 0):.2f}% "
+                  f"of {g.get('tokens', 0)} tokens, max |logit diff| {g.get('max_abs_logit_diff', 0):.2g}")
+    if g.get("f1"):
+        f = g["f1"]
+        guard_line += f", F1 {f['pytorch']:.2f} -> {f['artifact']:.2f} ({f['sentences']} sentences)"
+    lines.append(guard_line)
+    gs = manifest.get("golden_summary") or {}
+    lines.append(f"  golden: {gs.get('cases', '?')} texts, {gs.get('tokens', '?')} tokens (score tolerance "
+                 f"{manifest['golden']['score_tolerance']:g})")
+    if manifest["precision"] == "fp16":
+        lines.append(f"  note: {FP16_NOTE}")
+    return lines

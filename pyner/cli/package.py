@@ -1,0 +1,87 @@
+"""`pyner package [MODEL_DIR] -o ARTIFACT_DIR`: a Hugging Face NER checkpoint becomes one verified artifact.
+
+The export stage (torch, transformers, onnx) lives in the separate package `pyner_export`; it is
+imported here, inside `run`, and only here: no other command pays for it or needs it installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+DEMO_OUTPUT = "artifacts/demo"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model_dir", metavar="MODEL_DIR", nargs="?", default=None,
+                   help="local Hugging Face token-classification checkpoint (config.json with id2label, "
+                        "safetensors or .bin weights, tokenizer.json); omitted: the embedded demo model")
+    p.add_argument("-o", "--output", metavar="ARTIFACT_DIR", default=None,
+                   help=f"artifact folder to write (required with MODEL_DIR; default {DEMO_OUTPUT} for the demo model)")
+    p.add_argument("--precision", default="fp32",
+                   help="fp32 (exact, any CPU/GPU), fp16 (GPU format), int8 (dynamic, fast on VNNI CPUs); default fp32")
+    p.add_argument("--max-length", type=int, default=None, metavar="N",
+                   help="tokens per window, special tokens included (default: the tokenizer's, at most the model's positions and 512)")
+    p.add_argument("--stride", type=int, default=None, metavar="N", help="overlap between windows in tokens (default max_length // 4)")
+    p.add_argument("--opset", type=int, default=17, metavar="N", help="ONNX opset (default 17)")
+    p.add_argument("--eval-data", metavar="FILE", default=None,
+                   help="BIO two-column file (word and tag, blank line between sentences) for the guard's entity F1")
+    p.add_argument("--max-f1-drop", type=float, default=0.5, metavar="POINTS",
+                   help="largest entity-F1 drop versus PyTorch the guard accepts (default 0.5 points)")
+    p.add_argument("--no-guard", action="store_true",
+                   help="write the artifact even when the accuracy guard fails (recorded in the manifest)")
+    p.add_argument("--force", action="store_true", help="replace ARTIFACT_DIR if it exists (only once the new one is complete)")
+    p.add_argument("--quiet", action="store_true", help="no progress display and no summary")
+
+
+def _import_export():
+    from ..errors import MissingDependency
+
+    try:
+        import pyner_export.package as pkg
+    except ImportError as exc:
+        raise MissingDependency(
+            f"`pyner package` needs the export stage (torch, transformers, onnx), which is not installed ({exc})",
+            hint="pip install 'pyner[export]'",
+        ) from exc
+    return pkg
+
+
+def _demo_checkpoint(quiet: bool) -> Path:
+    from ..errors import MissingDependency
+
+    try:
+        from pyner_export.demo import ensure_demo_checkpoint
+    except ImportError as exc:
+        raise MissingDependency(
+            f"no MODEL_DIR given and the embedded demo model is not available in this installation ({exc})",
+            hint="pass a checkpoint folder: pyner package MODEL_DIR -o ARTIFACT_DIR",
+        ) from exc
+    return Path(ensure_demo_checkpoint(progress=not quiet))
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..errors import UsageError
+
+    pkg = _import_export()
+    pkg.check_options(args.precision, args.opset, args.max_f1_drop)
+    if args.model_dir is None:
+        out = args.output or DEMO_OUTPUT
+        model_dir = _demo_checkpoint(args.quiet)
+    else:
+        if args.output is None:
+            raise UsageError("-o ARTIFACT_DIR is required when MODEL_DIR is given")
+        model_dir, out = Path(args.model_dir), args.output
+    manifest = pkg.package(
+        model_dir, out, precision=args.precision, max_length=args.max_length, stride=args.stride, opset=args.opset,
+        eval_data=args.eval_data, max_f1_drop=args.max_f1_drop, guard=not args.no_guard, force=args.force, quiet=args.quiet,
+    )
+    if not args.quiet:
+        for line in pkg.summary_lines(Path(out), manifest):
+            print(line)
+    guard = manifest.get("guard") or {}
+    if not guard.get("passed", True):
+        print(f"warning: the accuracy guard failed and --no-guard wrote the artifact anyway: {'; '.join(guard.get('failures', []))}",
+              file=sys.stderr)
+    return 0
