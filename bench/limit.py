@@ -1,0 +1,108 @@
+"""Scenario `limit`: how close to the machine's arithmetic limit each configuration runs.
+
+Measured in the same run: the fp32 GEMM peak (numpy/OpenBLAS, ONNX Runtime's MatMul, PyTorch's
+mm when installed, large squares; the best of them is the limit) and the int8 GEMM peak (ONNX
+Runtime's MatMulInteger, u8 x s8 -> s32, the kernel dynamic quantization uses), plus the same
+kernels at a BERT feed-forward shape. The model's FLOPs per 256-token document follow
+`Model.flops_per_sequence` (2 FLOPs per multiply-add over every weight matrix, plus attention's
+QK^T and AV). Achieved fraction = docs/s x GFLOP/doc / peak, for each worst-case configuration
+at its best batch size from this run (run `worstcase` in the same invocation).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .common import Context, timeit
+
+NAME = "limit"
+
+
+def _ort_gemm(m: int, k: int, n: int, threads: int, int8: bool):
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from .engines import session_options
+
+    rng = np.random.default_rng(0)
+    if int8:
+        a = rng.integers(0, 255, size=(m, k), dtype=np.uint8)
+        b = rng.integers(-127, 127, size=(k, n), dtype=np.int8)
+        node = helper.make_node("MatMulInteger", ["A", "B"], ["Y"])
+        a_type, y_type = TensorProto.UINT8, TensorProto.INT32
+    else:
+        a = rng.standard_normal((m, k), dtype=np.float32)
+        b = rng.standard_normal((k, n), dtype=np.float32)
+        node = helper.make_node("MatMul", ["A", "B"], ["Y"])
+        a_type, y_type = TensorProto.FLOAT, TensorProto.FLOAT
+    graph = helper.make_graph([node], "gemm", [helper.make_tensor_value_info("A", a_type, [m, k])],
+                              [helper.make_tensor_value_info("Y", y_type, [m, n])], [numpy_helper.from_array(b, "B")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = min(model.ir_version, 9)
+    onnx.checker.check_model(model)
+    sess = ort.InferenceSession(model.SerializeToString(), sess_options=session_options(threads),
+                                providers=["CPUExecutionProvider"])
+    return lambda: sess.run(None, {"A": a})
+
+
+def run(ctx: Context) -> None:
+    res = ctx.results
+    n = 1024 if ctx.quick else 2048
+    shapes = {"square": (n, n, n), "bert-ffn": (2048, 768, 3072)}
+    peaks = {"fp32": 0.0, "int8": 0.0}
+    ctx.log(f"[{NAME}] GEMM peaks, {ctx.threads} threads")
+
+    def point(kernel: str, precision: str, shape_name: str, fn, shape):
+        t = timeit(fn, min_time=ctx.seconds, min_reps=max(3, ctx.min_reps()), warmup=1)
+        m, k, nn = shape
+        gflops = 2.0 * m * k * nn / t["min_s"] / 1e9
+        res.row(NAME, group="gemm", config=f"{kernel} {shape_name} {m}x{k}x{nn}", engine=kernel, precision=precision,
+                threads=ctx.threads, seconds=t["min_s"], gflops=gflops, unit="GFLOP/s" if precision == "fp32" else "GOP/s",
+                reps=t["reps"])
+        ctx.log(f"    {kernel:12s} {precision} {shape_name:8s} {m}x{k}x{nn}: {gflops:7.1f} G/s")
+        if shape_name == "square":
+            peaks[precision] = max(peaks[precision], gflops)
+
+    for shape_name, (m, k, nn) in shapes.items():
+        rng = np.random.default_rng(0)
+        a = rng.standard_normal((m, k), dtype=np.float32)
+        b = rng.standard_normal((k, nn), dtype=np.float32)
+        point("numpy", "fp32", shape_name, lambda: a @ b, (m, k, nn))
+        point("onnxruntime", "fp32", shape_name, _ort_gemm(m, k, nn, ctx.threads, False), (m, k, nn))
+        point("onnxruntime", "int8", shape_name, _ort_gemm(m, k, nn, ctx.threads, True), (m, k, nn))
+    try:
+        import torch  # optional: a third fp32 kernel (oneDNN / MKL)
+
+        torch.set_num_threads(ctx.threads)
+        for shape_name, (m, k, nn) in shapes.items():
+            ta, tb = torch.randn(m, k), torch.randn(k, nn)
+            point("pytorch", "fp32", shape_name, lambda: torch.mm(ta, tb), (m, k, nn))
+    except ImportError:
+        res.note(NAME, "PyTorch not installed: its GEMM is not part of the fp32 peak")
+    res.fact(NAME, "peak_gflops", peaks)
+    res.fact(NAME, "flops_formula", "per document of s tokens: s x (layers x (8h^2 + 4hi + 4sh) + 2h x labels)")
+    fractions(ctx, peaks)
+
+
+def fractions(ctx: Context, peaks: dict) -> None:
+    """Achieved fraction of the peak for every worst-case configuration at its best batch size."""
+    res = ctx.results
+    rows = [r for r in res.rows("worstcase") if r.get("group") == "batch" and r.get("device", "cpu") == "cpu"]
+    if not rows:
+        res.note(NAME, "no worst-case measurements in this run: run `--scenario worstcase limit` for achieved fractions")
+        return
+    best: dict[str, dict] = {}
+    for r in rows:
+        if r["config"] not in best or r["throughput"] > best[r["config"]]["throughput"]:
+            best[r["config"]] = r
+    for config, r in best.items():
+        peak_key = "int8" if r["precision"] == "int8" else "fp32"
+        peak = peaks.get(peak_key) or 0.0
+        frac = r["gflops"] / peak if peak else None
+        fp32_frac = r["gflops"] / peaks["fp32"] if peaks.get("fp32") else None
+        res.row(NAME, group="fraction", config=config, precision=r["precision"], batch_size=r["batch_size"],
+                threads=r["threads"], throughput=r["throughput"], unit="docs/s", gflop_per_item=r["gflop_per_item"],
+                gflops=r["gflops"], fraction_of_peak=frac, peak=peak_key, fraction_of_fp32_peak=fp32_frac)
+        ctx.log(f"    {config:22s} best batch {r['batch_size']:3d}: {r['gflops']:7.1f} GFLOP/s = "
+                + (f"{frac:.0%} of the {peak_key} peak" if frac is not None else "n/a"))
