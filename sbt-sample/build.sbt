@@ -7,7 +7,6 @@ val ortVersion      = "1.29.0" // same ONNX Runtime as the Python side: bit-iden
 val grpcVersion     = "1.83.0" // the newest grpc-java whose protoc plugin binary is on Maven Central
 val protobufVersion = "4.33.0" // protoc and protobuf-java, the line Spark 4.1 builds with
 val sparkVersion    = "4.1.3"
-val jacksonVersion  = "2.20.1"
 
 ThisBuild / scalaVersion := "2.13.18" // Spark 4.1 pulls in scala-library 2.13.18 (SIP-51: compiler >= library)
 ThisBuild / organization := "dev.pyner"
@@ -19,6 +18,7 @@ lazy val root = (project in file("."))
     scalacOptions ++= Seq("-deprecation", "-feature", "-unchecked", "-Xlint:_,-byname-implicit", "-release", "17"),
     javacOptions ++= Seq("--release", "17"),
     libraryDependencies ++= Seq(
+      "dev.pyner"               % "pyner-jvm"            % pynerJvmVersion,
       "ai.djl"                  % "api"                  % djlVersion,
       "ai.djl.huggingface"      % "tokenizers"           % djlVersion,
       "ai.djl.onnxruntime"      % "onnxruntime-engine"   % djlVersion,
@@ -26,6 +26,7 @@ lazy val root = (project in file("."))
       "io.grpc"                 % "grpc-netty-shaded"    % grpcVersion,
       "io.grpc"                 % "grpc-protobuf"        % grpcVersion,
       "io.grpc"                 % "grpc-stub"            % grpcVersion,
+      "io.grpc"                 % "grpc-services"        % grpcVersion, // grpc.health.v1 client (tests wait for SERVING)
       "com.google.protobuf"     % "protobuf-java"        % protobufVersion,
       "javax.annotation"        % "javax.annotation-api" % "1.3.2", // @Generated in grpc-java stubs
       "org.apache.spark"       %% "spark-sql"            % sparkVersion,
@@ -45,3 +46,70 @@ lazy val root = (project in file("."))
       PB.gens.plugin("grpc-java")   -> (Compile / sourceManaged).value,
     ),
   )
+
+// Spark on Java 17 needs these (what spark-submit adds by itself; sbt's forked JVMs do not get them).
+val sparkJavaOptions = Seq(
+  "-XX:+IgnoreUnrecognizedVMOptions",
+  "--add-opens=java.base/java.lang=ALL-UNNAMED",
+  "--add-opens=java.base/java.lang.invoke=ALL-UNNAMED",
+  "--add-opens=java.base/java.lang.reflect=ALL-UNNAMED",
+  "--add-opens=java.base/java.io=ALL-UNNAMED",
+  "--add-opens=java.base/java.net=ALL-UNNAMED",
+  "--add-opens=java.base/java.nio=ALL-UNNAMED",
+  "--add-opens=java.base/java.util=ALL-UNNAMED",
+  "--add-opens=java.base/java.util.concurrent=ALL-UNNAMED",
+  "--add-opens=java.base/java.util.concurrent.atomic=ALL-UNNAMED",
+  "--add-opens=java.base/jdk.internal.ref=ALL-UNNAMED",
+  "--add-opens=java.base/sun.nio.ch=ALL-UNNAMED",
+  "--add-opens=java.base/sun.nio.cs=ALL-UNNAMED",
+  "--add-opens=java.base/sun.security.action=ALL-UNNAMED",
+  "--add-opens=java.base/sun.util.calendar=ALL-UNNAMED",
+  "-Djdk.reflect.useDirectMethodHandle=false",
+  "-Dio.netty.tryReflectionSetAccessible=true",
+)
+
+// The Python side: the pyner CLI (parity oracle, sidecar) and the tiny test artifacts it packages.
+val repoRoot = settingKey[File]("the pyner repository (parent of sbt-sample)")
+val pynerBin = settingKey[String]("the pyner CLI: env PYNER_BIN, else <repo>/.venv/bin/pyner")
+val testArtifactsDir = settingKey[File]("tiny test artifacts: env PYNER_TEST_ARTIFACTS, else jvm_bridge's")
+val testArtifacts = taskKey[File]("package the test artifacts (a no-op when up to date)")
+
+ThisBuild / repoRoot := (ThisBuild / baseDirectory).value.getParentFile
+
+// Every JVM this build starts runs with DJL offline and without tracking, a modest heap, 2 cores.
+val jvmEnv = Map("DJL_OFFLINE" -> "true", "OPT_OUT_TRACKING" -> "true")
+
+root / pynerBin := sys.env.getOrElse("PYNER_BIN", ((ThisBuild / repoRoot).value / ".venv" / "bin" / "pyner").getPath)
+root / testArtifactsDir := sys.env.get("PYNER_TEST_ARTIFACTS").map(file)
+  .getOrElse((ThisBuild / repoRoot).value / "jvm_bridge" / "target" / "test-artifacts")
+
+root / testArtifacts := {
+  val out = (root / testArtifactsDir).value
+  val repo = (ThisBuild / repoRoot).value
+  val python = file((root / pynerBin).value).getParentFile / "python"
+  val log = streams.value.log
+  if (sys.env.contains("PYNER_TEST_ARTIFACTS")) log.info(s"test artifacts: using $out as given (PYNER_TEST_ARTIFACTS)")
+  else {
+    // Keyed on the exporter/runtime sources: re-packages only when they changed (shared with jvm_bridge's build).
+    val rc = scala.sys.process.Process(Seq(python.getPath, "tests/make_test_artifacts.py", out.getPath), repo).!(log)
+    if (rc != 0) sys.error(s"tests/make_test_artifacts.py failed (exit $rc); is the Python environment built (scripts/bootstrap)?")
+  }
+  out
+}
+
+root / run / fork := true
+root / run / envVars ++= jvmEnv
+root / run / javaOptions ++= Seq("-Xmx1g") ++ sparkJavaOptions
+root / run / connectInput := true
+
+root / Test / fork := true
+root / Test / envVars ++= jvmEnv
+root / Test / javaOptions ++= Seq("-Xmx1536m", "-Xss4m") ++ sparkJavaOptions ++ Seq(
+  s"-Dpyner.bin=${(root / pynerBin).value}",
+  s"-Dpyner.testArtifacts=${(root / testArtifactsDir).value}",
+  s"-Dpyner.repo=${(ThisBuild / repoRoot).value}",
+  s"-Dpyner.wikigold=${sys.env.getOrElse("PYNER_WIKIGOLD", ((ThisBuild / repoRoot).value.getParentFile / "shared" / "data" / "ner" / "wikigold" / "test.bio").getPath)}",
+)
+root / Test / testOptions += Tests.Argument(TestFrameworks.ScalaTest, "-oDF")
+root / Test / test := ((root / Test / test) dependsOn (root / testArtifacts)).value
+root / Test / testOnly := ((root / Test / testOnly) dependsOn (root / testArtifacts)).evaluated

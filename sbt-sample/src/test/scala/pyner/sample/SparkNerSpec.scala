@@ -1,0 +1,133 @@
+package pyner.sample
+
+import java.nio.charset.StandardCharsets.UTF_8
+import java.nio.file.{Files, Path}
+
+import scala.jdk.CollectionConverters._
+
+import org.apache.spark.sql.SparkSession
+import org.scalatest.BeforeAndAfterAll
+import org.scalatest.funsuite.AnyFunSuite
+
+import TestSupport._
+
+/** The Spark job on local[2] against `pyner predict` on the same input. */
+class SparkNerSpec extends AnyFunSuite with BeforeAndAfterAll {
+
+  private var spark: SparkSession = _
+  private lazy val art = artifact("bert-fp32")
+
+  override def beforeAll(): Unit = {
+    spark = SparkSession.builder().master("local[2]").appName("pyner-spark-test")
+      .config("spark.ui.enabled", "false")
+      .config("spark.sql.shuffle.partitions", "2")
+      .config("spark.driver.host", "127.0.0.1")
+      .config("spark.driver.bindAddress", "127.0.0.1")
+      .getOrCreate()
+  }
+
+  override def afterAll(): Unit = {
+    if (spark != null) spark.stop()
+    ExecutorModel.closeAll()
+  }
+
+  /** The job's output read back: id -> entities. */
+  private def readOutput(dir: Path, format: String): Map[String, Seq[Ent]] = {
+    val rows = spark.read.format(if (format == "parquet") "parquet" else "json").load(dir.toString).collect()
+    val pairs = rows.toSeq.map { r =>
+      val ents = r.getSeq[org.apache.spark.sql.Row](r.fieldIndex("entities")).map { e =>
+        Ent(e.getAs[String]("label"), e.getAs[Double]("score"), e.getAs[String]("word"),
+            e.getAs[Number]("start").intValue, e.getAs[Number]("end").intValue)
+      }
+      r.getAs[String]("id") -> ents
+    }
+    assert(pairs.map(_._1).distinct.size == pairs.size, "duplicate ids in the output")
+    pairs.toMap
+  }
+
+  private def compare(python: Map[String, Seq[Ent]], spark: Map[String, Seq[Ent]]): (Int, Int) = {
+    assert(spark.keySet == python.keySet, s"ids differ: only Spark ${spark.keySet -- python.keySet}, only Python ${python.keySet -- spark.keySet}")
+    val tol = scoreTolerance(art)
+    val identical = python.keys.toSeq.sorted.map(id => assertSameEntities(s"line $id", python(id), spark(id), tol)).sum
+    (python.values.map(_.size).sum, identical)
+  }
+
+  test("WikiGold slice (plain-text lines): output equals `pyner predict` on the same file; one model load") {
+    val dir = tempDir("spark-wikigold")
+    val sentences = wikigoldSentences(300)
+    val input = Files.write(dir.resolve("wikigold.txt"), sentences.asJava, UTF_8)
+    val out = dir.resolve("out")
+    val loadsBefore = ExecutorModel.loads
+    val summary = SparkNer.run(spark, SparkNer.parseArgs(Array(
+      "--artifact", art.toString, "--input", input.toString, "--output", out.toString,
+      "--ship-artifact", "--partitions", "4", "--batch-size", "16")))
+    assert(summary.documents == sentences.size)
+    assert(summary.badLineCount == 0)
+    // four partitions on two task threads, one JVM: the shipped copy is loaded exactly once
+    assert(ExecutorModel.loads == loadsBefore + 1)
+    val (entities, identical) = compare(pynerPredict(art, input), readOutput(out, "jsonl"))
+    assert(entities > 0)
+    info(s"parity (Spark, WikiGold): ${sentences.size} sentences, $entities entities equal, $identical with bit-identical scores")
+  }
+
+  private val jsonl = Seq(
+    """{"id": "a", "text": "Angela Merkel met Emmanuel Macron in Berlin."}""",
+    """{"id": 7, "text": "Apple shares rose in Cupertino, California."}""",
+    """{"id": "broken", "text": "no closing brace"""",
+    "",
+    """["an", "array"]""",
+    """{"text": "The United Nations met in Geneva on Monday."}""",
+    """{"id": "c", "text": 42}""",
+    """{"id": "d", "text": "Lionel Messi scored twice for Inter Miami."} trailing""",
+    """{"id": "e", "text": "Zoë Saldaña visited São Paulo 😀 and München."}""",
+  )
+
+  test("JSON Lines with bad lines, policy report: bad lines listed by number, the rest equals `pyner predict` (Parquet)") {
+    val dir = tempDir("spark-jsonl")
+    val input = Files.write(dir.resolve("docs.jsonl"), jsonl.asJava, UTF_8)
+    val out = dir.resolve("out")
+    val summary = SparkNer.run(spark, SparkNer.parseArgs(Array(
+      "--artifact", art.toString, "--input", input.toString, "--output", out.toString, "--format", "parquet")))
+    assert(summary.badLineCount == 4)
+    assert(summary.firstBadLines.map(_.line) == Seq(3L, 5L, 7L, 8L))
+    assert(summary.firstBadLines.head.error.startsWith(s"$input:3: invalid JSON ("), summary.firstBadLines.head.error)
+    assert(summary.firstBadLines(1).error == s"""$input:5: expected a JSON object with a "text" field, got array""")
+    assert(summary.firstBadLines(2).error == s"""$input:7: "text" must be a string, got number""")
+    assert(SparkNer.report(summary).head.startsWith("4 bad input line(s) skipped (policy: report)"))
+    val listed = spark.read.json(summary.badLinesOutput.get).collect().map(_.getAs[Long]("line")).sorted.toSeq
+    assert(listed == Seq(3L, 5L, 7L, 8L))
+
+    val good = Files.write(dir.resolve("good.jsonl"), Seq(jsonl(0), jsonl(1), jsonl(5), jsonl(8)).asJava, UTF_8)
+    val python = pynerPredict(art, good).map { case (id, e) => (if (id == "3") "6" else id) -> e } // no id: the line number
+    val got = readOutput(out, "parquet")
+    assert(got.keySet == Set("a", "7", "6", "e"))
+    compare(python, got)
+  }
+
+  test("JSON Lines with bad lines, policy fail: stops before writing anything, naming the lines") {
+    val dir = tempDir("spark-fail")
+    val input = Files.write(dir.resolve("docs.jsonl"), jsonl.asJava, UTF_8)
+    val out = dir.resolve("out")
+    val e = intercept[SampleError](SparkNer.run(spark, SparkNer.parseArgs(Array(
+      "--artifact", art.toString, "--input", input.toString, "--output", out.toString, "--on-bad-line", "fail"))))
+    assert(e.exitCode == 3)
+    assert(e.getMessage.startsWith(s"$input: 4 bad line(s), nothing written (policy: fail); first: line 3: $input:3: invalid JSON"), e.getMessage)
+    assert(!Files.exists(out))
+  }
+
+  test("a missing artifact, a missing input and an existing output each fail with one line") {
+    val dir = tempDir("spark-errors")
+    val input = Files.write(dir.resolve("in.txt"), Seq("Angela Merkel.").asJava, UTF_8)
+    def run(args: String*) = intercept[SampleError](SparkNer.run(spark, SparkNer.parseArgs(args.toArray)))
+    val missingArtifact = run("--artifact", "/nonexistent/demo", "--input", input.toString, "--output", dir.resolve("o1").toString)
+    assert((missingArtifact.exitCode, missingArtifact.getMessage) ==
+      (4, "artifact folder not found: /nonexistent/demo (make one with `pyner package`)"))
+    val missingInput = run("--artifact", art.toString, "--input", dir.resolve("nope.txt").toString, "--output", dir.resolve("o2").toString)
+    assert((missingInput.exitCode, missingInput.getMessage) == (3, s"input file not found: ${dir.resolve("nope.txt")}"))
+    val existing = run("--artifact", art.toString, "--input", input.toString, "--output", dir.toString)
+    assert(existing.exitCode == 2 && existing.getMessage.startsWith(s"output $dir already exists"))
+    val badFlag = intercept[SampleError](SparkNer.parseArgs(Array("--artifact", "a", "--input", "b", "--output", "c", "--aggregation", "loudest")))
+    assert(badFlag.exitCode == 2)
+    assert(badFlag.getMessage == "--aggregation: unknown aggregation strategy 'loudest'; valid: none, simple, first, average, max")
+  }
+}
