@@ -180,6 +180,14 @@ def make_checkpoint(family: str, path, *, seed: int = 0, max_length: int = 64) -
     torch.manual_seed(seed)
     model = cls(config).eval()
     with torch.no_grad():
+        # Random biases and norm parameters (fresh models have zeros/ones everywhere, which the ONNX
+        # exporter folds into shared initializers and which would hide a dropped bias).
+        g = torch.Generator().manual_seed(seed + 2)
+        for name, p in model.named_parameters():
+            if name.endswith("bias"):
+                p.normal_(0.0, 0.02, generator=g)
+            elif p.dim() == 1 and name.endswith("weight"):
+                p.add_(torch.randn(p.shape, generator=g) * 0.05)
         head = model.classifier
         head.weight.normal_(0.0, 0.5, generator=torch.Generator().manual_seed(seed + 1))
         head.bias.zero_()

@@ -481,3 +481,18 @@ def test_label_scheme_detection():
     assert detect_scheme(["O", "I-PER", "I-LOC", "B-LOC"]) == "IOB1"
     assert detect_scheme(["O", "B-PER", "I-PER", "E-PER", "S-PER"]) == "IOBES"
     assert detect_scheme(["O", "PER", "LOC"]) == "none"
+
+
+def test_no_model_dir_packages_the_demo_into_artifacts_demo(checkpoint_factory, tmp_path, monkeypatch):
+    import pyner_export.demo as demo
+
+    calls = []
+
+    def fake_demo(**kw):
+        calls.append(kw)
+        return checkpoint_factory("distilbert")
+
+    monkeypatch.setattr(demo, "ensure_demo_checkpoint", fake_demo)
+    monkeypatch.chdir(tmp_path)
+    assert main(["package", "--quiet"]) == 0
+    assert calls and art.load_checked(tmp_path / "artifacts" / "demo").raw["model_type"] == "distilbert"
