@@ -7,6 +7,7 @@ Writes, atomically (a temporary folder renamed into place):
     OUTDIR/<family>-<precision>/   one artifact per family (tests/factory.py) and precision
                                    (fp32, fp16, int8), max_length 32 and stride 8 so that the golden
                                    set's long document needs many windows
+    OUTDIR/<family>-fp32-L64/      fp32 with max_length 64: most golden texts fit one window
     OUTDIR/decoders.json           tokenizer-decoder cases: token lists and what the Rust `tokenizers`
                                    decoders (through Python) return; the oracle for the Java decoders
     OUTDIR/index.json              what is there, and the versions that made it
@@ -34,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 PRECISIONS = ("fp32", "fp16", "int8")
 MAX_LENGTH = 32
 STRIDE = 8
+LONG_MAX_LENGTH = 64
 KEY_FILE = "key.txt"
 # The runtime modules that compute the golden fixtures (pyner/jvm.py, the CLI and serving do not).
 RUNTIME_FILES = ("__init__.py", "artifact.py", "errors.py", "runtime.py", "decode.py", "golden.py")
@@ -57,7 +59,7 @@ def source_key() -> str:
         h.update(b"\0")
     for mod in ("torch", "transformers", "onnx", "onnxruntime", "tokenizers"):
         h.update(f"{mod}={_version(mod)}\n".encode())
-    h.update(f"{families()} {PRECISIONS} {MAX_LENGTH} {STRIDE}".encode())
+    h.update(f"{families()} {PRECISIONS} {MAX_LENGTH} {STRIDE} {LONG_MAX_LENGTH}".encode())
     return h.hexdigest()
 
 
@@ -171,7 +173,7 @@ def build(outdir: Path) -> None:
     t0 = time.perf_counter()
     with atomic_dir(outdir, force=True) as tmp:
         ckpts = tmp / ".checkpoints"
-        made = []
+        made, long_made = [], []
         for family in families():
             ckpt = make_checkpoint(family, ckpts / family, seed=0, max_length=64)
             for precision in PRECISIONS:
@@ -182,10 +184,15 @@ def build(outdir: Path) -> None:
                         guard=precision == "fp32", quiet=True)
                 made.append(dst.name)
                 print(f"  packaged {dst.name} in {time.perf_counter() - t:.1f}s", file=sys.stderr)
+            # Longer windows, so that most golden texts fit one window: what plain DJL (which truncates)
+            # is measured on (jvm_bridge DjlPlainTest).
+            dst = tmp / f"{family}-fp32-L{LONG_MAX_LENGTH}"
+            package(ckpt, dst, precision="fp32", max_length=LONG_MAX_LENGTH, stride=LONG_MAX_LENGTH // 4, quiet=True)
+            long_made.append(dst.name)
         shutil.rmtree(ckpts)
         (tmp / "decoders.json").write_text(json.dumps({"cases": decoder_cases()}, ensure_ascii=False, indent=0) + "\n",
                                            encoding="utf-8")
-        index = {"artifacts": made, "max_length": MAX_LENGTH, "stride": STRIDE,
+        index = {"artifacts": made, "long_artifacts": long_made, "max_length": MAX_LENGTH, "stride": STRIDE,
                  "versions": {m: _version(m) for m in ("torch", "transformers", "onnx", "onnxruntime", "tokenizers")}}
         (tmp / "index.json").write_text(json.dumps(index, indent=1) + "\n", encoding="utf-8")
         (tmp / KEY_FILE).write_text(key + "\n")

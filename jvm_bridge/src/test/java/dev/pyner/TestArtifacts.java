@@ -37,12 +37,24 @@ public final class TestArtifacts {
 
     /** @return every packaged artifact folder (family-precision) */
     public static List<Path> all() {
+        return list("artifacts");
+    }
+
+    /** @return the fp32 artifacts with max_length 64 (most golden texts in one window) */
+    public static List<Path> long64() {
+        return list("long_artifacts");
+    }
+
+    private static List<Path> list(String key) {
         Path root = root();
         try {
             JsonObject index = JsonParser.parseString(Files.readString(root.resolve("index.json"), StandardCharsets.UTF_8))
                     .getAsJsonObject();
             List<Path> out = new ArrayList<>();
-            for (JsonElement e : index.getAsJsonArray("artifacts")) {
+            if (!index.has(key)) {
+                fail(root + "/index.json has no '" + key + "': re-run tests/make_test_artifacts.py");
+            }
+            for (JsonElement e : index.getAsJsonArray(key)) {
                 out.add(root.resolve(e.getAsString()));
             }
             return out;

@@ -62,7 +62,7 @@ public final class OnnxScorer implements AutoCloseable {
      */
     public static OnnxScorer open(Path model, List<String> manifestInputs, long padId, int numLabels, int threads)
             throws PynerException {
-        OrtEnvironment env = OrtEnvironment.getEnvironment(OrtLoggingLevel.ORT_LOGGING_LEVEL_ERROR, "pyner");
+        OrtEnvironment env = environment();
         OrtSession session = null;
         try (OrtSession.SessionOptions so = new OrtSession.SessionOptions()) {
             so.setOptimizationLevel(OrtSession.SessionOptions.OptLevel.ALL_OPT);
@@ -95,6 +95,20 @@ public final class OnnxScorer implements AutoCloseable {
             closeQuietly(session);
             throw e;
         }
+    }
+
+    /**
+     * The process's one ONNX Runtime environment. DJL's OnnxRuntime engine insists on creating it
+     * (with thread-pool options) and fails if it already exists, so let DJL create it first when
+     * DJL's engine is present; sessions keep their own threads (set per session below).
+     */
+    static synchronized OrtEnvironment environment() {
+        try {
+            ai.djl.engine.Engine.getEngine("OnnxRuntime");
+        } catch (RuntimeException | LinkageError e) {
+            // DJL's engine is absent or unusable: ONNX Runtime's default environment serves alone.
+        }
+        return OrtEnvironment.getEnvironment();
     }
 
     private static void closeQuietly(OrtSession s) {

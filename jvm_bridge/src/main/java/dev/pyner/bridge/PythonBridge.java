@@ -1,0 +1,205 @@
+package dev.pyner.bridge;
+
+import com.google.gson.Gson;
+import com.google.gson.GsonBuilder;
+import com.google.gson.JsonArray;
+import com.google.gson.JsonElement;
+import com.google.gson.JsonObject;
+import com.google.gson.JsonParseException;
+import com.google.gson.JsonParser;
+import dev.pyner.AggregationStrategy;
+import dev.pyner.Entity;
+import dev.pyner.PynerException;
+import dev.pyner.PynerModel;
+import dev.pyner.ScoredText;
+import dev.pyner.Window;
+import java.nio.ByteBuffer;
+import java.nio.charset.CharacterCodingException;
+import java.nio.charset.CodingErrorAction;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Paths;
+import java.util.ArrayList;
+import java.util.List;
+
+/** Static entry points for pyjnius. Every text crosses as UTF-8 bytes; every result returns as JSON. */
+public final class PythonBridge {
+
+    private static final Gson GSON = new GsonBuilder().serializeSpecialFloatingPointValues().disableHtmlEscaping().create();
+
+    private PythonBridge() {}
+
+    /**
+     * Loads a model.
+     *
+     * @param folderUtf8 the artifact folder, UTF-8
+     * @param threads intra-op threads (0: ONNX Runtime's choice)
+     * @param selfCheck run the golden fixtures on load
+     * @return the model
+     * @throws PynerException naming the file at fault
+     */
+    public static PynerModel load(byte[] folderUtf8, int threads, boolean selfCheck) throws PynerException {
+        String folder = utf8(folderUtf8, "artifact folder");
+        return PynerModel.builder().setArtifact(Paths.get(folder)).optThreads(threads).optSelfCheck(selfCheck).build();
+    }
+
+    /**
+     * Predicts entities.
+     *
+     * @param model the model
+     * @param textsJsonUtf8 a JSON array of strings, UTF-8
+     * @param strategy an aggregation strategy name
+     * @return a JSON array (per text) of arrays of entity objects with the Python keys
+     */
+    public static String predict(PynerModel model, byte[] textsJsonUtf8, String strategy) {
+        AggregationStrategy s = AggregationStrategy.fromName(strategy);
+        @SuppressWarnings("unchecked")
+        List<String> texts = (List<String>) (List<?>) texts(textsJsonUtf8);
+        List<List<Entity>> result = model.predict(texts, s);
+        JsonArray out = new JsonArray();
+        for (List<Entity> es : result) {
+            out.add(entities(es));
+        }
+        return GSON.toJson(out);
+    }
+
+    /**
+     * Everything parity reports compare: per text its windows (ids, type ids, offsets, special
+     * mask, per-token labels and float32 scores) and its entities for every strategy.
+     *
+     * @param model the model
+     * @param textsJsonUtf8 a JSON array of strings, UTF-8
+     * @return a JSON array, one object per text
+     */
+    public static String analyze(PynerModel model, byte[] textsJsonUtf8) {
+        List<ScoredText> scored = model.score(texts(textsJsonUtf8));
+        JsonArray out = new JsonArray();
+        for (ScoredText st : scored) {
+            JsonObject o = new JsonObject();
+            JsonArray windows = new JsonArray();
+            for (int w = 0; w < st.windows().size(); w++) {
+                Window win = st.windows().get(w);
+                JsonObject jw = new JsonObject();
+                jw.add("input_ids", longs(win.inputIds()));
+                jw.add("type_ids", longs(win.typeIds()));
+                JsonArray offsets = new JsonArray();
+                for (int t = 0; t < win.length(); t++) {
+                    JsonArray p = new JsonArray();
+                    p.add(win.starts()[t]);
+                    p.add(win.ends()[t]);
+                    offsets.add(p);
+                }
+                jw.add("offsets", offsets);
+                JsonArray special = new JsonArray();
+                for (int v : win.specialTokensMask()) {
+                    special.add(v);
+                }
+                jw.add("special_tokens_mask", special);
+                JsonArray labels = new JsonArray();
+                for (int v : st.labels(w)) {
+                    labels.add(v);
+                }
+                jw.add("labels", labels);
+                JsonArray scores = new JsonArray();
+                for (float[] row : st.scores().get(w)) {
+                    JsonArray r = new JsonArray();
+                    for (float f : row) {
+                        r.add((double) f);
+                    }
+                    scores.add(r);
+                }
+                jw.add("scores", scores);
+                windows.add(jw);
+            }
+            o.add("windows", windows);
+            JsonObject ents = new JsonObject();
+            for (AggregationStrategy s : AggregationStrategy.values()) {
+                ents.add(s.wireName(), entities(model.decode(st, s, null)));
+            }
+            o.add("entities", ents);
+            out.add(o);
+        }
+        return GSON.toJson(out);
+    }
+
+    /**
+     * Versions of what runs on the JVM side.
+     *
+     * @param model the model
+     * @return JSON {onnxruntime, java, pyner_jvm}
+     */
+    public static String versions(PynerModel model) {
+        JsonObject o = new JsonObject();
+        o.addProperty("onnxruntime", model.onnxRuntimeVersion());
+        o.addProperty("java", System.getProperty("java.version"));
+        String v = PynerModel.class.getPackage().getImplementationVersion();
+        o.addProperty("pyner_jvm", v == null ? "dev" : v);
+        return o.toString();
+    }
+
+    private static JsonArray entities(List<Entity> es) {
+        JsonArray a = new JsonArray();
+        for (Entity e : es) {
+            JsonObject o = new JsonObject();
+            o.addProperty(e.isGroup() ? "entity_group" : "entity", e.label());
+            o.addProperty("score", e.score());
+            if (!e.isGroup()) {
+                o.addProperty("index", e.index().getAsInt());
+            }
+            o.addProperty("word", e.word());
+            o.addProperty("start", e.start());
+            o.addProperty("end", e.end());
+            o.addProperty("start_utf16", e.startUtf16());
+            o.addProperty("end_utf16", e.endUtf16());
+            a.add(o);
+        }
+        return a;
+    }
+
+    private static JsonArray longs(long[] v) {
+        JsonArray a = new JsonArray();
+        for (long x : v) {
+            a.add(x);
+        }
+        return a;
+    }
+
+    /** Texts from a UTF-8 JSON array; null or non-string elements are passed on for PynerModel to name. */
+    static List<Object> texts(byte[] json) {
+        String s = utf8(json, "texts");
+        JsonElement e;
+        try {
+            e = JsonParser.parseString(s);
+        } catch (JsonParseException ex) {
+            throw new IllegalArgumentException("texts are not a JSON array: " + ex.getMessage(), ex);
+        }
+        if (!e.isJsonArray()) {
+            throw new IllegalArgumentException("texts must be a JSON array of strings");
+        }
+        List<Object> out = new ArrayList<>();
+        for (JsonElement t : e.getAsJsonArray()) {
+            if (t.isJsonNull()) {
+                out.add(null);
+            } else if (t.isJsonPrimitive() && t.getAsJsonPrimitive().isString()) {
+                out.add(t.getAsString());
+            } else {
+                out.add(t); // PynerModel names its index and type
+            }
+        }
+        return out;
+    }
+
+    private static String utf8(byte[] b, String what) {
+        if (b == null) {
+            throw new IllegalArgumentException(what + " is null");
+        }
+        try {
+            return StandardCharsets.UTF_8.newDecoder()
+                    .onMalformedInput(CodingErrorAction.REPORT)
+                    .onUnmappableCharacter(CodingErrorAction.REPORT)
+                    .decode(ByteBuffer.wrap(b))
+                    .toString();
+        } catch (CharacterCodingException ex) {
+            throw new IllegalArgumentException(what + " are not valid UTF-8: " + ex.getMessage(), ex);
+        }
+    }
+}
