@@ -45,9 +45,11 @@ class _Progress:
             except ImportError:  # pragma: no cover - tqdm is a runtime dependency
                 self.bar = None
 
-    def step(self, name: str) -> None:
+    def step(self, done: str) -> None:
+        """Mark step `done` finished and show the one now running."""
         if self.bar is not None:
-            self.bar.set_postfix_str(name)
+            i = STEPS.index(done)
+            self.bar.set_postfix_str(STEPS[i + 1] if i + 1 < len(STEPS) else "done", refresh=False)
             self.bar.update(1)
 
     def close(self) -> None:

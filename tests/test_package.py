@@ -496,3 +496,15 @@ def test_no_model_dir_packages_the_demo_into_artifacts_demo(checkpoint_factory, 
     monkeypatch.chdir(tmp_path)
     assert main(["package", "--quiet"]) == 0
     assert calls and art.load_checked(tmp_path / "artifacts" / "demo").raw["model_type"] == "distilbert"
+
+
+def test_source_digest_covers_every_file_and_not_the_path(checkpoint_factory, tmp_path):
+    from pyner_export.checkpoint import inspect_checkpoint
+
+    ckpt = _copy(checkpoint_factory, tmp_path)
+    original = inspect_checkpoint(checkpoint_factory("bert")).digest()
+    assert inspect_checkpoint(ckpt).digest() == original  # same content elsewhere: same digest
+    cfg = ckpt / "tokenizer_config.json"
+    cfg.write_text(cfg.read_text() + " ")
+    assert inspect_checkpoint(ckpt).digest() != original
+    assert inspect_checkpoint(checkpoint_factory("bert", seed=1)).digest() != original
