@@ -99,7 +99,7 @@ root / testArtifacts := {
 
 root / run / fork := true
 root / run / envVars ++= jvmEnv
-root / run / javaOptions ++= Seq("-Xmx1g") ++ sparkJavaOptions
+root / run / javaOptions ++= Seq("-Xmx1g", s"-Dlog4j2.configurationFile=${baseDirectory.value / "conf" / "log4j2.properties"}") ++ sparkJavaOptions
 root / run / connectInput := true
 
 root / Test / fork := true

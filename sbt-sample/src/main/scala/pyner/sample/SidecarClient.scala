@@ -29,6 +29,10 @@ final class NerClient(val target: String, val deadline: FiniteDuration = 10.seco
 
   private val channel: ManagedChannel = ManagedChannelBuilder.forTarget(target).usePlaintext().build()
   private val stub = NerServiceGrpc.newBlockingStub(channel)
+  private val retried = new java.util.concurrent.atomic.AtomicLong()
+
+  /** Calls retried so far (UNAVAILABLE or RESOURCE_EXHAUSTED answers that were tried again). */
+  def retries: Long = retried.get()
 
   /** Entities of `texts` (one list per text, in order) with the pipeline's aggregation names. */
   def recognize(texts: Seq[String], aggregation: String = "simple"): Seq[Seq[Ent]] = {
@@ -52,6 +56,7 @@ final class NerClient(val target: String, val deadline: FiniteDuration = 10.seco
       outcome match {
         case Right(value) => value
         case Left(e) if retryable(e.getStatus.getCode) && n < maxAttempts =>
+          retried.incrementAndGet()
           Thread.sleep(backoff.toMillis)
           attempt(n + 1, (backoff * 2).min(maxBackoff))
         case Left(e) => throw NerClient.explain(target, method, e, n)

@@ -85,7 +85,11 @@ object SparkNer {
     val o = parseArgs(args)
     val builder = SparkSession.builder().appName("pyner-spark-ner")
     // Under spark-submit the master comes from there; from sbt it defaults to local[2].
-    if (!sys.props.contains("spark.master")) builder.master(o.master.getOrElse("local[2]"))
+    if (!sys.props.contains("spark.master")) {
+      val master = o.master.getOrElse("local[2]")
+      builder.master(master)
+      if (master.startsWith("local")) builder.config("spark.driver.bindAddress", "127.0.0.1").config("spark.driver.host", "127.0.0.1")
+    }
     val spark = builder.config("spark.ui.enabled", "false").getOrCreate()
     try {
       val s = run(spark, o)
@@ -175,17 +179,19 @@ final case class Shipped(name: String) extends ArtifactLocation { def resolve():
   * executor exits. `loads` counts loads in this JVM (tests check it stays 1 per folder).
   */
 object ExecutorModel {
+  // START executor-model
   private val models = new ConcurrentHashMap[String, PynerModel]()
   private val loadCount = new AtomicInteger()
   private lazy val hook: Unit = { sys.addShutdownHook(closeAll()); () }
 
   def get(artifactDir: String, threads: Int): PynerModel = {
-    hook
+    hook // registered once, on first use
     models.computeIfAbsent(artifactDir, dir => {
       loadCount.incrementAndGet()
       PynerModel.builder().setArtifact(Paths.get(dir)).optThreads(threads).build()
     })
   }
+  // END executor-model
 
   def loads: Int = loadCount.get()
 

@@ -28,6 +28,8 @@ class SidecarSpec extends AnyFunSuite with BeforeAndAfterAll {
     try {
       val got = client.recognize(Seq("Angela Merkel met Emmanuel Macron in Berlin."))
       assert(got.size == 1)
+      assert(client.retries > 0, "the server was up before the first call: the retry path was not exercised")
+      info(s"${client.retries} UNAVAILABLE answers retried before the sidecar served")
     } finally client.close()
     assert(sidecar.alive, sidecar.output)
   }
