@@ -206,3 +206,28 @@ def make_checkpoint(family: str, path, *, seed: int = 0, max_length: int = 64) -
     )
     fast.save_pretrained(path)
     return path
+
+
+def oracle_word_tags(ckpt, word_lists) -> list[list[str]]:
+    """First-subword tag per word straight from transformers (is_split_into_words + word_ids), independent of pyner.
+
+    The oracle for word-level predictions (entity F1): one list of words per sentence in, one list of tags out.
+    """
+    import torch
+    from transformers import AutoModelForTokenClassification, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(ckpt))
+    model = AutoModelForTokenClassification.from_pretrained(str(ckpt)).eval()
+    labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    out = []
+    for words in word_lists:
+        enc = tok(list(words), is_split_into_words=True, return_tensors="pt")
+        with torch.no_grad():
+            ids = model(**enc).logits[0].argmax(-1).tolist()
+        tags, seen = [], set()
+        for pos, wid in enumerate(enc.word_ids(0)):
+            if wid is not None and wid not in seen:
+                seen.add(wid)
+                tags.append(labels[ids[pos]])
+        out.append(tags)
+    return out

@@ -13,6 +13,7 @@ import onnxruntime as ort
 import pytest
 
 from conftest import FAMILIES, LABELS
+from factory import oracle_word_tags
 from pyner import artifact as art
 from pyner.cli import main
 
@@ -253,24 +254,7 @@ EVAL = [
 
 
 def _oracle_word_tags(ckpt: Path, sentences):
-    """First-subword tags straight from transformers (is_split_into_words + word_ids)."""
-    import torch
-    from transformers import AutoModelForTokenClassification, AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(str(ckpt))
-    model = AutoModelForTokenClassification.from_pretrained(str(ckpt)).eval()
-    out = []
-    for s in sentences:
-        enc = tok([w for w, _ in s], is_split_into_words=True, return_tensors="pt")
-        with torch.no_grad():
-            ids = model(**enc).logits[0].argmax(-1).tolist()
-        tags, seen = [], set()
-        for pos, wid in enumerate(enc.word_ids(0)):
-            if wid is not None and wid not in seen:
-                seen.add(wid)
-                tags.append(LABELS[ids[pos]])
-        out.append(tags)
-    return out
+    return oracle_word_tags(ckpt, [[w for w, _ in s] for s in sentences])
 
 
 def test_eval_data_f1_matches_a_transformers_oracle(artifact_factory, checkpoint_factory, tmp_path):
