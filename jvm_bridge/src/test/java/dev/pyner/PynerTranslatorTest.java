@@ -25,8 +25,8 @@ import org.junit.jupiter.params.provider.MethodSource;
  * <p>int8 is different: dynamic quantization computes each activation's scale over the whole batch
  * tensor, so scores depend (by ~1e-4) on which windows share a batch, and near-ties can flip. The
  * golden fixtures ran all golden texts in shared batches; the translator runs one text per batch.
- * For int8 the oracle is therefore PynerModel called with that one text (the same batch; PynerModel
- * itself reproduces the Python fixtures bit for bit in GoldenTest).
+ * For int8 the oracle is therefore PynerModel called with that one text and no batch limits (the same
+ * single batch; PynerModel itself reproduces the Python fixtures bit for bit in GoldenTest).
  */
 class PynerTranslatorTest {
 
@@ -40,7 +40,9 @@ class PynerTranslatorTest {
         List<GoldenCases.Case> cases = GoldenCases.read(artifact);
         boolean int8 = artifact.getFileName().toString().endsWith("-int8");
         double tol;
-        PynerModel oracle = PynerModel.builder().setArtifact(artifact).optSelfCheck(false).build();
+        // int8 oracle: one text per call and all its windows in one batch, as the translator runs them.
+        PynerModel oracle = PynerModel.builder().setArtifact(artifact).optSelfCheck(false)
+                .optMaxBatchSize(Integer.MAX_VALUE).optMaxBatchTokens(Integer.MAX_VALUE).build();
         tol = int8 ? 0.0 : oracle.manifest().scoreTolerance();
         List<String> failures = new ArrayList<>();
         int compared = 0;
