@@ -383,6 +383,24 @@ def test_metrics_endpoint_parses_and_counts(served, client):
 # -- batching, overload, deadlines, cancellation, drain ----------------------------------------------
 
 
+def test_length_buckets_bound_padding_and_keep_every_window():
+    from pyner.serve.batcher import plan_buckets
+
+    # hand-checked: 100 and 90 pad to 200 <= 1.25 * 190; 40 would pad 300 > 1.25 * 230
+    assert plan_buckets([40, 100, 90, 35, 38], max_windows=8, max_tokens=10_000, max_padding=0.25) == [[1, 2], [0, 4, 3]]
+    import random
+
+    rng = random.Random(0)
+    for _ in range(200):
+        lengths = [rng.randint(3, 300) for _ in range(rng.randint(1, 60))]
+        buckets = plan_buckets(lengths, max_windows=16, max_tokens=4096, max_padding=0.25)
+        assert sorted(i for b in buckets for i in b) == list(range(len(lengths)))
+        for b in buckets:
+            ls = [lengths[i] for i in b]
+            assert ls == sorted(ls, reverse=True) and len(b) <= 16
+            assert len(b) == 1 or (max(ls) * len(b) <= 4096 and max(ls) * len(b) <= 1.25 * sum(ls))
+
+
 def test_batches_hold_many_requests_under_32_concurrent_clients(gated, model):
     srv, gm, c = gated(max_batch_size=64, max_batch_tokens=1 << 16, max_delay_ms=5)
     texts = [f"{TEXTS[i % 20]} (request {i})" for i in range(32)]

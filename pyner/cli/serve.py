@@ -22,6 +22,8 @@ OPTIONS: dict[str, tuple[Callable[[str], Any], Any, str]] = {
     "metrics-port": (int, 9464, "Prometheus /metrics port on the same host; 0 picks a free one, -1 disables it"),
     "max-batch-tokens": (int, 8192, "tokens per formed batch: larger batches amortize better but wait longer and use more memory"),
     "max-batch-size": (int, 32, "windows per formed batch"),
+    "max-padding": (float, 0.25, "padded tokens per length bucket may exceed real tokens by this fraction: lower wastes less "
+                    "compute on CPU, higher gives fewer, larger model runs (GPUs)"),
     "max-delay-ms": (float, 2.0, "how long the oldest request may wait for a fuller batch: throughput vs. latency at low load"),
     "max-queue": (int, 256, "requests waiting for the model; beyond it requests fail at once with RESOURCE_EXHAUSTED"),
     "max-texts": (int, 256, "texts per request"),
@@ -86,7 +88,7 @@ def config_from_args(args: argparse.Namespace):
         raise UsageError(f"--log-level {o['log_level']!r}: choose debug, info, warning or error")
     batcher = BatcherConfig(
         max_batch_tokens=o["max_batch_tokens"], max_batch_size=o["max_batch_size"], max_delay_ms=o["max_delay_ms"],
-        max_queue=o["max_queue"], max_texts=o["max_texts"], max_text_chars=o["max_text_chars"],
+        max_padding=o["max_padding"], max_queue=o["max_queue"], max_texts=o["max_texts"], max_text_chars=o["max_text_chars"],
     ).check()
     if o["threads"] is not None and o["threads"] < 0:
         raise UsageError(f"--threads must be >= 0, got {o['threads']}")

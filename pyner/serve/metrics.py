@@ -39,6 +39,8 @@ class Metrics:
             ("reason",), registry=r)
         self.texts = Counter("pyner_texts", "Texts answered.", registry=r)
         self.model_windows = Counter("pyner_model_windows", "Windows run through the model.", registry=r)
+        self.model_runs = Counter("pyner_model_runs", "ONNX Runtime runs (length buckets of the formed batches).", registry=r)
+        self.padded_tokens = Counter("pyner_model_padded_tokens", "Tokens the model computed, padding included.", registry=r)
         self.queue_time = hist("queue_duration_seconds", "Time from admission until a request's first window enters the model.", "seconds")
         self.inference_time = hist("inference_duration_seconds", "Model time per formed batch (ONNX Runtime, all its length buckets).", "seconds")
         self.request_time = hist("request_duration_seconds", "End-to-end time per request inside the server, by API.", "seconds", ("api",))
