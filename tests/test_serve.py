@@ -476,6 +476,24 @@ def test_overload_each_request_gets_a_result_or_resource_exhausted(gated, model)
     print(f"overload burst: {codes}, peak queue {peak}")
 
 
+def test_queued_tokens_are_bounded_too(gated, model):
+    srv, gm, c = gated(max_queue_tokens=300, max_delay_ms=0)
+    long_text = " ".join(TEXTS[:12])
+    n = model.encode([long_text])[0].n_tokens
+    assert n > 300  # a request larger than the budget is still taken when the queue is empty
+    gm.gate.clear()
+    blocker = c.stub.Recognize.future(c.pb.RecognizeRequest(texts=["the blocker"]), timeout=60)
+    wait_until(gm.entered.is_set, what="the blocker in the model")
+    queued = c.stub.Recognize.future(c.pb.RecognizeRequest(texts=[long_text]), timeout=60)
+    wait_until(lambda: sample(srv, "pyner_pending_requests") == 1, what="the long request queued")
+    with pytest.raises(grpc.RpcError) as e:
+        c.recognize(["Paris"])
+    assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "--max-queue-tokens 300" in e.value.details()
+    gm.gate.set()
+    assert blocker.result().results and queued.result().results
+    assert c.recognize(["Paris"])
+
+
 def test_expired_and_cancelled_work_never_reaches_the_model(gated):
     srv, gm, c = gated(max_delay_ms=0)
     gm.gate.clear()

@@ -26,6 +26,7 @@ OPTIONS: dict[str, tuple[Callable[[str], Any], Any, str]] = {
                     "compute on CPU, higher gives fewer, larger model runs (GPUs)"),
     "max-delay-ms": (float, 2.0, "how long the oldest request may wait for a fuller batch: throughput vs. latency at low load"),
     "max-queue": (int, 256, "requests waiting for the model; beyond it requests fail at once with RESOURCE_EXHAUSTED"),
+    "max-queue-tokens": (int, 2_000_000, "tokens waiting for the model (bounds memory: ~70 bytes per token); one request alone is always taken"),
     "max-texts": (int, 256, "texts per request"),
     "max-text-chars": (int, 2_000_000, "characters per text (long texts are windowed, never truncated)"),
     "max-message-bytes": (int, 4 * MiB, "largest request message accepted; larger ones get RESOURCE_EXHAUSTED"),
@@ -88,7 +89,7 @@ def config_from_args(args: argparse.Namespace):
         raise UsageError(f"--log-level {o['log_level']!r}: choose debug, info, warning or error")
     batcher = BatcherConfig(
         max_batch_tokens=o["max_batch_tokens"], max_batch_size=o["max_batch_size"], max_delay_ms=o["max_delay_ms"],
-        max_padding=o["max_padding"], max_queue=o["max_queue"], max_texts=o["max_texts"], max_text_chars=o["max_text_chars"],
+        max_padding=o["max_padding"], max_queue=o["max_queue"], max_queue_tokens=o["max_queue_tokens"], max_texts=o["max_texts"], max_text_chars=o["max_text_chars"],
     ).check()
     if o["threads"] is not None and o["threads"] < 0:
         raise UsageError(f"--threads must be >= 0, got {o['threads']}")

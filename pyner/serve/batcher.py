@@ -9,8 +9,9 @@ window (`plan_buckets`: a bucket closes when padding would exceed its real token
 decoding runs in a CPU thread while the next batch is already in the model. A request's results
 keep the order of its texts; a request larger than one batch is spread over several.
 
-Backpressure: at most `max_queue` admitted requests wait for the model; the next one fails at once
-with Overloaded (gRPC RESOURCE_EXHAUSTED) and a message saying so. Requests whose deadline passed
+Backpressure: at most `max_queue` admitted requests and `max_queue_tokens` tokens wait for the model
+(so memory is bounded); the next request fails at once with Overloaded (gRPC RESOURCE_EXHAUSTED)
+and a message saying so. Requests whose deadline passed
 or whose caller cancelled are removed before their remaining windows reach the model, and counted
 (pyner_requests_dropped_total{reason}).
 
@@ -55,6 +56,7 @@ class BatcherConfig:
     max_batch_size: int = 32  # windows per formed batch
     max_delay_ms: float = 2.0  # how long the oldest request may wait for a fuller batch
     max_queue: int = 256  # admitted requests waiting for the model; beyond: RESOURCE_EXHAUSTED
+    max_queue_tokens: int = 2_000_000  # tokens waiting for the model (memory); one request alone is always taken
     max_padding: float = 0.25  # a length bucket's padded tokens may exceed its real tokens by this fraction
     max_texts: int = 256  # texts per request
     max_text_chars: int = 2_000_000  # code points per text (long texts are windowed, never truncated)
@@ -62,7 +64,7 @@ class BatcherConfig:
     def check(self) -> "BatcherConfig":
         from ..errors import UsageError
 
-        for name in ("max_batch_tokens", "max_batch_size", "max_queue", "max_texts", "max_text_chars"):
+        for name in ("max_batch_tokens", "max_batch_size", "max_queue", "max_queue_tokens", "max_texts", "max_text_chars"):
             if getattr(self, name) < 1:
                 raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if self.max_delay_ms < 0:
@@ -234,6 +236,12 @@ class Batcher:
             encoded = await loop.run_in_executor(self._cpu_pool, self.model.encode, list(texts))
             for e in encoded:
                 self.metrics.input_tokens.observe(e.n_tokens)
+            tokens = sum(e.n_tokens for e in encoded)
+            if self._queue and self._queued_tokens + tokens > self.config.max_queue_tokens:
+                raise Overloaded(
+                    f"server overloaded: {self._queued_tokens} tokens already wait for the model and this request adds "
+                    f"{tokens} (--max-queue-tokens {self.config.max_queue_tokens}); retry later with backoff",
+                )
             job = _Job(encoded, aggregation, ignore_labels, loop.create_future(), admitted, deadline)
             self._queue.append(job)
             self._queued_windows += len(job.windows)

@@ -45,8 +45,9 @@ async def handle(api: str, method: str, metrics, context: grpc.aio.ServicerConte
     status = "OK"
     try:
         return await body()
-    except asyncio.CancelledError:
-        status = "CANCELLED"
+    except asyncio.CancelledError:  # the caller went away, or its deadline passed
+        remaining = context.time_remaining()
+        status = "DEADLINE_EXCEEDED" if remaining is not None and remaining <= 0 else "CANCELLED"
         raise
     except Exception as exc:  # every error leaves as a clear status; the server never crashes on a request
         if isinstance(exc, grpc.aio.AbortError):
@@ -56,8 +57,8 @@ async def handle(api: str, method: str, metrics, context: grpc.aio.ServicerConte
         fields = {"api": api, "method": method, "status": status, "message": message, "request_id": request_id}
         if code is grpc.StatusCode.INTERNAL:
             log.error("request failed", exc_info=exc, extra={"fields": fields})
-        else:
-            log.info("request refused", extra={"fields": fields})
+        else:  # expected refusals: counted in metrics; logged only at debug level (no log floods under overload)
+            log.debug("request refused", extra={"fields": fields})
         await context.abort(code, message)
     finally:
         if metrics is not None:

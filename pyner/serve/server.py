@@ -16,6 +16,7 @@ import datetime as _dt
 import hashlib
 import json
 import logging
+import os
 import signal
 import threading
 from dataclasses import dataclass, field
@@ -299,8 +300,16 @@ async def serve_until_signal(config: ServeConfig) -> int:
     """Run one server until SIGTERM/SIGINT, then drain; 0 on a clean stop. Raises on a failed start."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
+
+    def on_signal(sig: signal.Signals) -> None:
+        if stop.is_set():  # a second signal: stop waiting for the drain
+            log.warning("second signal: exiting without finishing the drain", extra={"fields": {"event": "forced", "signal": sig.name}})
+            os._exit(128 + sig.value)
+        log.info("signal: draining", extra={"fields": {"event": "signal", "signal": sig.name}})
+        stop.set()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal, sig)
     server = Server(config)
     await server.start()
     loading = asyncio.create_task(server.load())
