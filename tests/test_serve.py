@@ -537,6 +537,20 @@ def test_drain_finishes_admitted_work_and_refuses_new(gated):
     assert counts["requests"]["pyner.v1:OK"] == 2 and counts["requests"]["pyner.v1:UNAVAILABLE"] == 1
 
 
+def test_drain_past_the_grace_period_still_answers_every_request(gated):
+    srv, gm, c = gated(max_delay_ms=0)
+    gm.gate.clear()
+    stuck = c.stub.Recognize.future(c.pb.RecognizeRequest(texts=["in the model when time runs out"]), timeout=60)
+    wait_until(gm.entered.is_set, what="a request in the model")
+    waiting = c.stub.Recognize.future(c.pb.RecognizeRequest(texts=["still queued when time runs out"]), timeout=60)
+    wait_until(lambda: sample(srv, "pyner_pending_requests") == 1, what="a queued request")
+    counts = srv.stop_async(grace=0.5).result(60)
+    gm.gate.set()
+    assert counts["unfinished"] == 2
+    for f, where in ((stuck, "in the model"), (waiting, "before this request reached the model")):
+        assert f.exception(30) is not None and f.code() == grpc.StatusCode.UNAVAILABLE and where in f.details()
+
+
 def _read_lines(stream, sink: list) -> None:
     for line in iter(stream.readline, ""):
         sink.append(line)

@@ -168,6 +168,7 @@ class Batcher:
         self._cpu_pool = ThreadPoolExecutor(max(1, cpu_threads), thread_name_prefix="pyner-cpu")
         self._task: asyncio.Task | None = None
         self._decoders: set[asyncio.Task] = set()
+        self._in_model: list[_Job] = []  # jobs of the batch the model is running
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -202,6 +203,9 @@ class Batcher:
             self._release(job)
             if not job.future.done():
                 job.future.set_exception(Unavailable("the server shut down before this request reached the model"))
+        for job in self._in_model:
+            if not job.future.done():
+                job.future.set_exception(Unavailable("the server shut down (grace period over) while this request was in the model"))
         self._model_pool.shutdown(wait=False, cancel_futures=True)
         self._cpu_pool.shutdown(wait=False, cancel_futures=True)
 
@@ -363,6 +367,7 @@ class Batcher:
         m.batch_tokens.observe(tokens)
         m.model_windows.inc(len(items))
         loop = asyncio.get_running_loop()
+        self._in_model = jobs
         try:
             scores, seconds = await loop.run_in_executor(self._model_pool, self._forward, [j.windows[i] for j, i in items])
         except Exception as exc:
