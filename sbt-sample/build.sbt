@@ -108,6 +108,9 @@ root / Test / javaOptions ++= Seq("-Xmx1536m", "-Xss4m") ++ sparkJavaOptions ++ 
   s"-Dpyner.bin=${(root / pynerBin).value}",
   s"-Dpyner.testArtifacts=${(root / testArtifactsDir).value}",
   s"-Dpyner.repo=${(ThisBuild / repoRoot).value}",
+  s"-Dpyner.runtimeClasspath=${(Runtime / fullClasspath).value.files.mkString(java.io.File.pathSeparator)}",
+  s"-Dpyner.sparkJavaOptions=${sparkJavaOptions.mkString(" ")}",
+  s"-Dpyner.log4j=${baseDirectory.value / "conf" / "log4j2.properties"}",
   s"-Dpyner.wikigold=${sys.env.getOrElse("PYNER_WIKIGOLD", ((ThisBuild / repoRoot).value.getParentFile / "shared" / "data" / "ner" / "wikigold" / "test.bio").getPath)}",
 )
 root / Test / testOptions += Tests.Argument(TestFrameworks.ScalaTest, "-oDF")

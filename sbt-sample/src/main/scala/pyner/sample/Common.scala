@@ -70,3 +70,26 @@ object Cli {
 
   def aggregation(name: String): AggregationStrategy = AggregationStrategy.fromName(name)
 }
+
+/** Runs model loading on a thread with a large stack.
+  *
+  * Seen here with ONNX Runtime Java 1.29.0 (Linux x86-64): creating a session needs stack in
+  * proportion to the length of the process's command line; with a command line of more than about
+  * 4 KB (a `java -cp` with Spark's jars, a Spark executor's launch command) the default 1 MB thread
+  * stack overflows and the JVM dies with SIGSEGV, without an hs_err file. Inference on an
+  * existing session is not affected. A dedicated loading thread with a large stack (address space
+  * reserved, not memory committed) avoids it wherever the caller runs: a `main`, a Spark task.
+  */
+object LargeStack {
+  val StackBytes: Long = 256L << 20
+
+  def apply[T](body: => T): T = {
+    val result = new java.util.concurrent.atomic.AtomicReference[Either[Throwable, T]]()
+    val loader = new Thread(null, () => result.set(try Right(body) catch { case e: Throwable => Left(e) }),
+                            "pyner-model-load", StackBytes)
+    loader.setDaemon(true)
+    loader.start()
+    loader.join()
+    result.get().fold(e => throw e, identity)
+  }
+}

@@ -29,7 +29,8 @@ object InProcess {
                 aggregation: AggregationStrategy = AggregationStrategy.SIMPLE, threads: Int = 2): Seq[Seq[Ent]] = {
     Cli.requireArtifact(artifact)
     // START in-process
-    Using.resource(PynerModel.builder().setArtifact(artifact).optThreads(threads).build()) { model =>
+    val load = () => PynerModel.builder().setArtifact(artifact).optThreads(threads).build()
+    Using.resource(LargeStack(load())) { model => // see LargeStack: ONNX Runtime needs stack to load
       val entities = model.predict(texts.asJava, aggregation) // java.util.List[java.util.List[Entity]]
       entities.asScala.toSeq.map(_.asScala.toSeq.map(Ent.of))
     }

@@ -33,7 +33,7 @@ object PlainDjl {
       .optArgument("aggregation_strategy", aggregation)
       .build()
     Using.Manager { use =>
-      val model = use(criteria.loadModel())
+      val model = use(LargeStack(criteria.loadModel())) // see LargeStack: ONNX Runtime needs stack to load
       val predictor = use(model.newPredictor())
       texts.map(text => predictor.predict(text).toSeq.map(toEnt))
     }.get

@@ -188,7 +188,7 @@ object ExecutorModel {
     hook // registered once, on first use
     models.computeIfAbsent(artifactDir, dir => {
       loadCount.incrementAndGet()
-      PynerModel.builder().setArtifact(Paths.get(dir)).optThreads(threads).build()
+      LargeStack(PynerModel.builder().setArtifact(Paths.get(dir)).optThreads(threads).build())
     })
   }
   // END executor-model
