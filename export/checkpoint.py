@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,13 @@ class Checkpoint:
     tokenizer_json: Path
     tokenizer_config: dict[str, Any]
     tokenizer: dict[str, Any] = field(default_factory=dict)
+    # The tokenizer transformers really uses for this checkpoint (its backend's JSON). It can differ
+    # from tokenizer.json: when tokenizer_config.json names a model class (BertTokenizer,
+    # XLMRobertaTokenizer, ...), transformers 5 rebuilds the tokenizer from the vocabulary with that
+    # class's normalizer, pre-tokenizer and decoder. The artifact carries this one, so that pyner
+    # tokenizes exactly as the checkpoint's pipeline does.
+    tokenizer_str: str = ""
+    tokenizer_rebuilt: bool = False
 
     @property
     def num_heads(self) -> int:
@@ -142,8 +150,33 @@ def inspect_checkpoint(path) -> Checkpoint:
     ckpt = Checkpoint(path=d.absolute(), config=config, model_type=model_type, labels=labels,
                       label_scheme=detect_scheme(labels), weight_files=weight_files,
                       tokenizer_json=tj, tokenizer_config=tcfg)
+    ckpt.tokenizer_str = effective_tokenizer(d, tj)
+    ckpt.tokenizer_rebuilt = _canonical(ckpt.tokenizer_str) != _canonical(tj.read_text(encoding="utf-8"))
     ckpt.tokenizer = tokenizer_info(ckpt)
     return ckpt
+
+
+def _canonical(tokenizer_json: str) -> str:
+    raw = json.loads(tokenizer_json)
+    raw["truncation"] = None
+    raw["padding"] = None
+    return json.dumps(raw, sort_keys=True)
+
+
+def effective_tokenizer(d: Path, tj: Path) -> str:
+    """The backend tokenizer JSON that transformers' AutoTokenizer builds for checkpoint `d`."""
+    from transformers import AutoTokenizer
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            tok = AutoTokenizer.from_pretrained(str(d), local_files_only=True)
+    except Exception as exc:  # transformers raises many types for a bad tokenizer
+        raise InputError(f"{tj}: transformers cannot load this tokenizer ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from exc
+    if not getattr(tok, "is_fast", False) or getattr(tok, "backend_tokenizer", None) is None:
+        raise InputError(f"{d}: transformers loads a slow tokenizer ({type(tok).__name__}); pyner needs a fast tokenizer",
+                         hint="convert it once: AutoTokenizer.from_pretrained(DIR, use_fast=True).save_pretrained(DIR)")
+    return tok.backend_tokenizer.to_str()
 
 
 def _find_weights(d: Path) -> list[Path]:
@@ -178,10 +211,10 @@ def tokenizer_info(ckpt: Checkpoint) -> dict[str, Any]:
     from tokenizers import Tokenizer
 
     try:
-        tok = Tokenizer.from_file(str(ckpt.tokenizer_json))
+        tok = Tokenizer.from_str(ckpt.tokenizer_str) if ckpt.tokenizer_str else Tokenizer.from_file(str(ckpt.tokenizer_json))
     except Exception as exc:  # tokenizers raises a bare Exception on bad files
         raise InputError(f"{ckpt.tokenizer_json}: not a valid fast tokenizer ({str(exc).splitlines()[0]})") from exc
-    raw = _read_json(ckpt.tokenizer_json, "the tokenizer")
+    raw = json.loads(ckpt.tokenizer_str) if ckpt.tokenizer_str else _read_json(ckpt.tokenizer_json, "the tokenizer")
     model = raw.get("model") or {}
     kind = model.get("type")
     unk = _token_str(ckpt.tokenizer_config.get("unk_token"))

@@ -72,7 +72,8 @@ def _quiet_libraries():
 
 
 def _write_tokenizer(ckpt, dst: Path) -> None:
-    raw = json.loads(ckpt.tokenizer_json.read_text(encoding="utf-8"))
+    # the tokenizer transformers really uses (see Checkpoint.tokenizer_str), not necessarily the file
+    raw = json.loads(ckpt.tokenizer_str or ckpt.tokenizer_json.read_text(encoding="utf-8"))
     raw["truncation"] = None
     raw["padding"] = None
     dst.write_text(json.dumps(raw, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
@@ -220,7 +221,7 @@ def _build(ckpt, folder: Path, work: Path, *, precision, max_length, stride, ops
         "stride": stride,
         "inputs": input_names,
         "outputs": list(OUTPUTS),
-        "tokenizer": tok,
+        "tokenizer": {**tok, "rebuilt_by_transformers": ckpt.tokenizer_rebuilt},
         "optimization": optimization,
         "quantization": quantization,
         "guard": None,

@@ -31,11 +31,11 @@ def checkpoint_factory(tmp_path_factory):
     """`checkpoint_factory(family, seed=0, max_length=64) -> Path` of a tiny random checkpoint."""
     cache: dict[tuple, Path] = {}
 
-    def make(family: str, *, seed: int = 0, max_length: int = 64) -> Path:
-        key = (family, seed, max_length)
+    def make(family: str, *, seed: int = 0, max_length: int = 64, hub_tokenizer_class: bool = False) -> Path:
+        key = (family, seed, max_length, hub_tokenizer_class)
         if key not in cache:
             folder = tmp_path_factory.mktemp(f"ckpt-{family}-s{seed}-L{max_length}")
-            cache[key] = make_checkpoint(family, folder, seed=seed, max_length=max_length)
+            cache[key] = make_checkpoint(family, folder, seed=seed, max_length=max_length, hub_tokenizer_class=hub_tokenizer_class)
         return cache[key]
 
     return make
@@ -55,9 +55,10 @@ def artifact_factory(tmp_path_factory, checkpoint_factory):
 
         seed = package_kwargs.pop("seed", 0)
         ckpt_len = package_kwargs.pop("checkpoint_max_length", 64)
-        key = (family, precision, seed, ckpt_len, tuple(sorted((k, str(v)) for k, v in package_kwargs.items())))
+        hub = package_kwargs.pop("hub_tokenizer_class", False)
+        key = (family, precision, seed, ckpt_len, hub, tuple(sorted((k, str(v)) for k, v in package_kwargs.items())))
         if key not in cache:
-            ckpt = checkpoint_factory(family, seed=seed, max_length=ckpt_len)
+            ckpt = checkpoint_factory(family, seed=seed, max_length=ckpt_len, hub_tokenizer_class=hub)
             out = tmp_path_factory.mktemp(f"art-{family}-{precision}") / "artifact"
             package(ckpt, out, precision=precision, quiet=True, **package_kwargs)
             cache[key] = out

@@ -166,8 +166,18 @@ def _config(family: str, vocab_size: int, pad_id: int, max_length: int, spec: di
     return cfg, tf.DebertaV2ForTokenClassification
 
 
-def make_checkpoint(family: str, path, *, seed: int = 0, max_length: int = 64) -> Path:
-    """Build and save a tiny random `family` token-classification checkpoint in `path`; return it."""
+# What checkpoints from the hub name in tokenizer_config.json. transformers 5 then REBUILDS the
+# tokenizer from the vocabulary with that class's own normalizer/pre-tokenizer/decoder instead of
+# using tokenizer.json as saved: pyner must package the tokenizer transformers really uses.
+HUB_TOKENIZER_CLASSES = {"bert": "BertTokenizer", "distilbert": "DistilBertTokenizer", "electra": "ElectraTokenizer",
+                         "roberta": "RobertaTokenizer", "xlm-roberta": "XLMRobertaTokenizer", "deberta-v2": "DebertaV2Tokenizer"}
+
+
+def make_checkpoint(family: str, path, *, seed: int = 0, max_length: int = 64, hub_tokenizer_class: bool = False) -> Path:
+    """Build and save a tiny random `family` token-classification checkpoint in `path`; return it.
+
+    hub_tokenizer_class: name the family's tokenizer class in tokenizer_config.json, as hub
+    checkpoints do (the default saves the generic PreTrainedTokenizerFast)."""
     import torch
     from transformers import PreTrainedTokenizerFast
 
@@ -205,6 +215,13 @@ def make_checkpoint(family: str, path, *, seed: int = 0, max_length: int = 64) -
                            else ["input_ids", "attention_mask"]),
     )
     fast.save_pretrained(path)
+    if hub_tokenizer_class:
+        import json
+
+        cfg_path = path / "tokenizer_config.json"
+        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+        cfg["tokenizer_class"] = HUB_TOKENIZER_CLASSES[family]
+        cfg_path.write_text(json.dumps(cfg, indent=2, ensure_ascii=False), encoding="utf-8")
     return path
 
 

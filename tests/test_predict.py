@@ -166,3 +166,20 @@ print(json.dumps({{"rc": rc, "heavy": sorted(k for k in sys.modules if k.split('
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path)
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result == {"rc": 0, "heavy": []}
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_predict_equals_pipeline_with_hub_tokenizer_class(family, artifact_factory, checkpoint_factory):
+    """Hub checkpoints name their tokenizer class (BertTokenizer, XLMRobertaTokenizer, ...), and
+    transformers then rebuilds the tokenizer from the vocabulary rather than using tokenizer.json as
+    saved. The artifact must carry the tokenizer the pipeline really uses."""
+    import pyner
+
+    ckpt = checkpoint_factory(family, hub_tokenizer_class=True)
+    model = pyner.load(artifact_factory(family, hub_tokenizer_class=True))
+    short, longs = oracle_texts(model.max_length)
+    for agg in ("simple", "average"):
+        ours = model.predict(short + longs, aggregation=agg)
+        theirs = hf_pipeline(ckpt, agg, model.stride)(short + longs)
+        for i, (got, want) in enumerate(zip(ours, theirs)):
+            assert_same_entities(got, want, f"{family}/hub/{agg}/text {i}")
