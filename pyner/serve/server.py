@@ -35,6 +35,8 @@ log = logging.getLogger("pyner.serve")
 MiB = 1 << 20
 # Answers can be larger than requests (a 1 MB text with aggregation "none"): a fixed generous cap.
 MAX_SEND_MESSAGE_BYTES = 256 * MiB
+# After the queue is empty, refuse new requests with UNAVAILABLE this long before closing the port.
+DRAIN_LINGER_SECONDS = 0.5
 
 
 @dataclass
@@ -247,8 +249,14 @@ class Server:
         batcher = self.state.batcher
         inflight = batcher.inflight if batcher else 0
         log.info("draining", extra={"fields": {"event": "draining", "inflight": inflight, "grace_period": grace}})
+        t0 = asyncio.get_running_loop().time()
         finished = await batcher.drain(grace) if batcher else True
         unfinished = 0 if finished else batcher.inflight
+        # Keep refusing with UNAVAILABLE a little longer before closing the port: callers racing
+        # the shutdown then get a clear refusal instead of a stream cancelled by the closing server.
+        linger = min(DRAIN_LINGER_SECONDS, max(0.0, grace - (asyncio.get_running_loop().time() - t0)))
+        if linger > 0 and self.state.info is not None:
+            await asyncio.sleep(linger)
         if batcher:
             await batcher.close()
         if self._grpc is not None:
