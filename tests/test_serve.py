@@ -501,7 +501,7 @@ def test_expired_and_cancelled_work_never_reaches_the_model(gated):
     wait_until(gm.entered.is_set, what="the blocker in the model")
     late, gone = "a text whose deadline passes in the queue", "a text whose caller cancels"
     with pytest.raises(grpc.RpcError) as e:
-        c.recognize([late], timeout=0.5)
+        c.recognize([late], timeout=1.0)
     assert e.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     cancelled = c.stub.Recognize.future(c.pb.RecognizeRequest(texts=[gone]), timeout=60)
     wait_until(lambda: sample(srv, "pyner_pending_requests") == 2, what="the cancelled request queued")
@@ -713,6 +713,22 @@ def test_serve_flags_read_environment_variables(monkeypatch):
     monkeypatch.delenv("PYNER_MAX_DELAY_MS")
     with pytest.raises(UsageError, match="max-queue"):
         cli.config_from_args(parser.parse_args(["art", "--max-queue", "0"]))
+
+
+def test_bad_server_options_are_usage_errors(served, model, artifact):
+    from pyner.errors import UsageError
+
+    with pytest.raises(UsageError, match="--tls-cert and --tls-key go together"):
+        ServerThread(ServeConfig(str(artifact), tls_cert="server.pem"))
+    with pytest.raises(UsageError, match="--tls-client-ca"):
+        ServerThread(ServeConfig(str(artifact), tls_client_ca="ca.pem"))
+    with pytest.raises(UsageError, match="--tls-key file not found"):
+        ServerThread(ServeConfig(str(artifact), port=0, metrics_port=-1, tls_cert="/nonexistent.pem",
+                                 tls_key="/nonexistent.key"), model=model).start()
+    with pytest.raises(UsageError, match=f"127.0.0.1:{served.port}.*in use"):  # no silent port sharing
+        ServerThread(ServeConfig(str(artifact), port=served.port, metrics_port=-1), model=model).start()
+    with pytest.raises(UsageError, match="metrics"):
+        ServerThread(ServeConfig(str(artifact), port=0, metrics_port=served.metrics_port), model=model).start()
 
 
 def test_loadtest_reports_throughput_and_percentiles(served):
