@@ -1,5 +1,6 @@
 package pyner.sample
 
+import scala.concurrent.{Await, ExecutionContext, Future}
 import scala.concurrent.duration._
 import scala.jdk.CollectionConverters._
 
@@ -13,22 +14,25 @@ import TestSupport._
 class SidecarSpec extends AnyFunSuite with BeforeAndAfterAll {
 
   private lazy val art = artifact("bert-fp32")
-  private var sidecar: Sidecar = _
+  private val port = freePort()
+  private var started: Sidecar = _
 
-  override def beforeAll(): Unit = {
-    // Not waiting for health here: the first test's call must get through by retrying UNAVAILABLE
-    // while the server loads its model.
-    sidecar = new Sidecar(art, freePort())
-  }
+  /** The sidecar, started on first use (the first test starts it itself, late on purpose). */
+  private def sidecar: Sidecar = { if (started == null) started = new Sidecar(art, port); started }
 
-  override def afterAll(): Unit = if (sidecar != null) sidecar.close()
+  override def afterAll(): Unit = if (started != null) started.close()
 
-  test("a call made while the sidecar is still starting succeeds by retrying UNAVAILABLE") {
-    val client = new NerClient(sidecar.target, deadline = 5.seconds, maxAttempts = 200, maxBackoff = 500.millis)
+  test("a call made before the sidecar is up succeeds by retrying UNAVAILABLE") {
+    val client = new NerClient(s"127.0.0.1:$port", deadline = 5.seconds, maxAttempts = 400, maxBackoff = 300.millis)
     try {
-      val got = client.recognize(Seq("Angela Merkel met Emmanuel Macron in Berlin."))
+      val call = Future(client.recognize(Seq("Angela Merkel met Emmanuel Macron in Berlin.")))(ExecutionContext.global)
+      val until = System.nanoTime() + 30.seconds.toNanos
+      while (client.retries == 0 && System.nanoTime() < until) Thread.sleep(20)
+      assert(client.retries > 0, "the client never saw UNAVAILABLE from the port nothing listens on")
+      assert(!call.isCompleted)
+      sidecar // now start the server; the pending call must get through once it serves
+      val got = Await.result(call, 120.seconds)
       assert(got.size == 1)
-      assert(client.retries > 0, "the server was up before the first call: the retry path was not exercised")
       info(s"${client.retries} UNAVAILABLE answers retried before the sidecar served")
     } finally client.close()
     assert(sidecar.alive, sidecar.output)
