@@ -145,3 +145,20 @@ def test_missing_jar_fails_naming_make_jvm(tmp_path):
         find_classpath(tmp_path)
     assert "pyner-jvm-0.1.0.jar not found" in str(info.value)
     assert "make jvm" in info.value.hint
+
+
+def test_verify_cli_compares_the_jvm_and_exits_zero(artifacts, tmp_path):
+    import subprocess
+
+    texts = tmp_path / "texts.txt"
+    texts.write_text("\n".join(t.replace("\n", " ").replace("\r", " ").replace("\x85", " ").replace("\u2028", " ")
+                               .replace("\u2029", " ") for t in HOSTILE[:8]) + "\n", encoding="utf-8")
+    pyner = Path(sys.executable).parent / "pyner"
+    art = artifacts[("deberta-v2", "int8")]
+    done = subprocess.run([str(pyner), "verify", str(art), "--jvm", "-i", str(texts)], capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "JVM parity:" in done.stdout and "IDENTICAL (scores bit for bit)" in done.stdout, done.stdout
+    assert "onnxruntime: Python 1.29.0, JVM 1.29.0" in done.stdout, done.stdout
+    bad = subprocess.run([str(pyner), "verify", str(art), "-i", str(texts)], capture_output=True, text=True, timeout=600)
+    assert bad.returncode == 2 and "only used with --jvm" in bad.stderr, bad.stderr

@@ -74,10 +74,7 @@ class DjlPlainTest {
         n[0]++;
         JsonArray want = c.entities(s);
         if (c.windows > 1) {
-            n[2]++;
-            if (sameSpans(got, want) && sameWords(got, want)) {
-                n[1]++;
-            }
+            n[2]++; // DJL keeps the first max_length tokens only
             return;
         }
         if (!sameSpans(got, want)) {

@@ -1,7 +1,6 @@
 package dev.pyner;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
-import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.pyner.artifact.Golden;
@@ -30,23 +29,15 @@ class GoldenTest {
             assertTrue(r.ok(), artifact.getFileName() + ": " + r.summary() + "\n  " + String.join("\n  ", r.differences()));
             assertTrue(r.cases() >= 30, "golden set has " + r.cases() + " cases");
             assertTrue(r.tokens() > 0 && r.entities() > 0, r.summary());
+            // Same ONNX Runtime as the packaging Python (1.29.0) and the same batches: bit-identical scores.
+            assertEquals(model.manifest().onnxRuntimeVersion(), model.onnxRuntimeVersion(),
+                    "the artifact was packaged with another ONNX Runtime than the JVM uses");
+            assertEquals(0.0, r.maxScoreDiff(), artifact.getFileName() + ": " + r.summary());
             // The long document needs several windows at max_length 32: the merge path is exercised.
             Golden golden = Golden.read(artifact);
             int longCase = golden.ids().indexOf("long-01");
             List<ScoredText> scored = model.score(List.of(golden.texts().get(longCase)));
             assertTrue(scored.get(0).windows().size() > 3, "long-01 has " + scored.get(0).windows().size() + " windows");
-        }
-    }
-
-    @ParameterizedTest(name = "{0}")
-    @MethodSource("artifacts")
-    void scoresAreBitIdenticalWithSameOrtVersion(Path artifact) throws Exception {
-        try (PynerModel model = PynerModel.builder().setArtifact(artifact).optSelfCheck(false).optThreads(1).build()) {
-            assertEquals(model.manifest().onnxRuntimeVersion(), model.onnxRuntimeVersion(),
-                    "the artifact was packaged with another ONNX Runtime than the JVM uses");
-            Golden.Report r = model.selfCheck();
-            assertEquals(0.0, r.maxScoreDiff(), artifact.getFileName() + ": " + r.summary());
-            assertFalse(r.differences().iterator().hasNext());
         }
     }
 }
