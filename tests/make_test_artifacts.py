@@ -164,6 +164,18 @@ def decoder_cases() -> list[dict]:
 # -- packaging -------------------------------------------------------------------------------------
 
 def build(outdir: Path) -> None:
+    import os
+
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # no "Writing model shards" bars in build logs
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    except ImportError:  # pragma: no cover - the export stage needs transformers anyway
+        pass
+    import onnxruntime
+
+    onnxruntime.set_default_logger_severity(3)  # optimizer constant-folding warnings are not build output
     from factory import make_checkpoint
     from pyner.artifact import atomic_dir
     from pyner_export.package import package
