@@ -77,7 +77,7 @@ val testArtifacts = taskKey[File]("package the test artifacts (a no-op when up t
 ThisBuild / repoRoot := (ThisBuild / baseDirectory).value.getParentFile
 
 // Every JVM this build starts runs with DJL offline and without tracking, a modest heap, 2 cores.
-val jvmEnv = Map("DJL_OFFLINE" -> "true", "OPT_OUT_TRACKING" -> "true")
+val jvmEnv = Map("DJL_OFFLINE" -> "true", "OPT_OUT_TRACKING" -> "true", "SPARK_LOCAL_IP" -> "127.0.0.1")
 
 root / pynerBin := sys.env.getOrElse("PYNER_BIN", ((ThisBuild / repoRoot).value / ".venv" / "bin" / "pyner").getPath)
 root / testArtifactsDir := sys.env.get("PYNER_TEST_ARTIFACTS").map(file)

@@ -37,7 +37,7 @@ object SparkNer {
 
   final case class Options(artifact: String = "", input: String = "", output: String = "", format: String = "jsonl",
                            aggregation: String = "simple", onBadLine: String = "report", shipArtifact: Boolean = false,
-                           master: Option[String] = None, batchSize: Int = 32, threads: Int = 1, partitions: Int = 0)
+                           master: Option[String] = None, batchSize: Int = 256, threads: Int = 1, partitions: Int = 0)
 
   final case class Doc(id: String, line: Long, text: String)
   final case class BadLine(line: Long, error: String)
@@ -47,7 +47,7 @@ object SparkNer {
 
   val Usage: String =
     """usage: SparkNer --artifact DIR --input FILE --output DIR [--format jsonl|parquet] [--aggregation simple]
-      |                [--on-bad-line report|fail] [--ship-artifact] [--master local[2]] [--batch-size 32]
+      |                [--on-bad-line report|fail] [--ship-artifact] [--master local[2]] [--batch-size 256]
       |                [--threads 1] [--partitions N]""".stripMargin
 
   def parseArgs(args: Array[String]): Options = {

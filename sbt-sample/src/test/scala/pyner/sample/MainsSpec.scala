@@ -26,7 +26,7 @@ class MainsSpec extends AnyFunSuite {
       sys.props("pyner.sparkJavaOptions").split(' ').toSeq ++ Seq("-cp", classpath, s"pyner.sample.$main") ++ args
     assert(cmd.mkString(" ").length > 8000, "the command line is meant to be as long as a real one")
     val (out, err) = (new StringBuilder, new StringBuilder)
-    val exit = Process(cmd, None, "DJL_OFFLINE" -> "true", "OPT_OUT_TRACKING" -> "true")
+    val exit = Process(cmd, None, "DJL_OFFLINE" -> "true", "OPT_OUT_TRACKING" -> "true", "SPARK_LOCAL_IP" -> "127.0.0.1")
       .!(ProcessLogger(l => out.append(l).append('\n'), l => err.append(l).append('\n')))
     Ran(exit, out.toString, err.toString)
   }
