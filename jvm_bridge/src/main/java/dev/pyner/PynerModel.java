@@ -11,6 +11,7 @@ import dev.pyner.runtime.Offline;
 import dev.pyner.text.TextIndex;
 import dev.pyner.text.TokenDecoder;
 import dev.pyner.text.TokenDecoders;
+import dev.pyner.text.Vocabulary;
 import dev.pyner.text.WindowTokenizer;
 import java.nio.file.Path;
 import java.nio.file.Paths;
@@ -403,7 +404,13 @@ public final class PynerModel implements AutoCloseable {
                 unkId = unk == null ? null : tokenId(tokJson, unk);
             }
             Long padId = tokInfo.has("pad_token_id") ? longOrNull(tokInfo.get("pad_token_id")) : null;
-            EntityDecoder entityDecoder = new EntityDecoder(manifest.labels(), tokenDecoder, unkId, prefix);
+            Vocabulary vocabulary;
+            try {
+                vocabulary = Vocabulary.fromTokenizerJson(tokJson);
+            } catch (RuntimeException e) {
+                throw new PynerException(tokPath, "vocabulary: " + e.getMessage(), e);
+            }
+            EntityDecoder entityDecoder = new EntityDecoder(manifest.labels(), tokenDecoder, vocabulary, unkId, prefix);
             WindowTokenizer tok = WindowTokenizer.load(tokPath, maxLength, stride);
             OnnxScorer scorer;
             try {

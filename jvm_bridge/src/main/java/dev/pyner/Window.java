@@ -22,7 +22,7 @@ public final class Window {
      * @param starts start offsets, code points
      * @param ends end offsets, code points
      * @param specialTokensMask 1 for special tokens
-     * @param tokens token strings (the vocabulary strings of the ids)
+     * @param tokens the encoding's token strings (a Unigram unknown piece keeps its text here)
      */
     public Window(long[] inputIds, long[] typeIds, int[] starts, int[] ends, int[] specialTokensMask, String[] tokens) {
         int n = inputIds.length;

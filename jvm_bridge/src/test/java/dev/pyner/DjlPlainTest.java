@@ -156,7 +156,7 @@ class DjlPlainTest {
     static void writeReport() throws IOException {
         StringBuilder sb = new StringBuilder();
         sb.append("| strategy | cases | identical to reference | multi-window (DJL truncates) | label/span differs"
-                + " | word differs only (of which: unknown-token words only) | score differs only |\n|---|---|---|---|---|---|---|\n");
+                + " | word differs only (of which DJL wrote the unknown token) | score differs only |\n|---|---|---|---|---|---|---|\n");
         for (Map.Entry<String, int[]> e : COUNTS.entrySet()) {
             int[] n = e.getValue();
             sb.append(String.format(Locale.ROOT, "| %s | %d | %d | %d | %d | %d (%d) | %d |%n", e.getKey(), n[0], n[1], n[2], n[3],

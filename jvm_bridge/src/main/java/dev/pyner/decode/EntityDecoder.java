@@ -5,6 +5,7 @@ import dev.pyner.Entity;
 import dev.pyner.Window;
 import dev.pyner.text.TextIndex;
 import dev.pyner.text.TokenDecoder;
+import dev.pyner.text.Vocabulary;
 import java.util.ArrayList;
 import java.util.Collection;
 import java.util.Comparator;
@@ -24,6 +25,7 @@ public final class EntityDecoder {
 
     private final String[] labels;
     private final TokenDecoder decoder;
+    private final Vocabulary vocabulary;
     private final long unkTokenId;
     private final boolean hasUnk;
     private final boolean wordAware;
@@ -36,16 +38,19 @@ public final class EntityDecoder {
      *
      * @param labels class names by id (id2label order)
      * @param decoder the tokenizer's decoder (transformers' convert_tokens_to_string)
+     * @param vocabulary id to token string (convert_ids_to_tokens); null to use the windows' token strings
      * @param unkTokenId the unknown token's id, or null
      * @param continuingSubwordPrefix the tokenizer model's prefix ("##" for WordPiece); when null or
      *     empty the space heuristic decides subwords
      */
-    public EntityDecoder(List<String> labels, TokenDecoder decoder, Long unkTokenId, String continuingSubwordPrefix) {
+    public EntityDecoder(List<String> labels, TokenDecoder decoder, Vocabulary vocabulary, Long unkTokenId,
+                         String continuingSubwordPrefix) {
         if (labels.isEmpty()) {
             throw new IllegalArgumentException("EntityDecoder needs at least one label");
         }
         this.labels = labels.toArray(new String[0]);
         this.decoder = decoder;
+        this.vocabulary = vocabulary;
         this.hasUnk = unkTokenId != null;
         this.unkTokenId = unkTokenId == null ? 0 : unkTokenId;
         this.wordAware = continuingSubwordPrefix != null && !continuingSubwordPrefix.isEmpty();
@@ -169,7 +174,7 @@ public final class EntityDecoder {
                         + " classes but there are " + labels.length + " labels");
             }
             isUnk[k] = hasUnk && ids[t] == unkTokenId;
-            words[k] = isUnk[k] ? text.slice(starts[k], ends[k]) : tokens[t];
+            words[k] = isUnk[k] ? text.slice(starts[k], ends[k]) : token(ids[t], tokens[t], index);
         }
 
         if (strategy == AggregationStrategy.NONE || strategy == AggregationStrategy.SIMPLE) {
@@ -249,6 +254,18 @@ public final class EntityDecoder {
             wEnd[w] = ends[b - 1];
         }
         return group(text, wLabel, wScore, wWord, true, wStart, wEnd, ignore);
+    }
+
+    /** convert_ids_to_tokens: the vocabulary's string for the id. */
+    private String token(long id, String encodingToken, int window) {
+        if (vocabulary == null) {
+            return encodingToken;
+        }
+        String t = vocabulary.token(id);
+        if (t == null) {
+            throw new IllegalArgumentException("window " + window + ": token id " + id + " is not in the tokenizer's vocabulary");
+        }
+        return t;
     }
 
     /** gather_pre_entities' is_subword (before the UNK override). */

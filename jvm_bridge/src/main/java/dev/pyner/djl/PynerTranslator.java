@@ -22,6 +22,7 @@ import dev.pyner.runtime.Batches;
 import dev.pyner.runtime.Offline;
 import dev.pyner.text.TextIndex;
 import dev.pyner.text.TokenDecoders;
+import dev.pyner.text.Vocabulary;
 import dev.pyner.text.WindowTokenizer;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -76,7 +77,7 @@ public final class PynerTranslator implements NoBatchifyTranslator<String, Entit
         JsonElement pad = info.get("pad_token_id");
         try {
             decoder = new EntityDecoder(manifest.labels(), TokenDecoders.fromJson(tok.get("decoder")),
-                    unk == null || unk.isJsonNull() ? null : unk.getAsLong(), prefix);
+                    Vocabulary.fromTokenizerJson(tok), unk == null || unk.isJsonNull() ? null : unk.getAsLong(), prefix);
         } catch (RuntimeException e) {
             throw new PynerException(tokPath, "decoder: " + e.getMessage(), e);
         }
