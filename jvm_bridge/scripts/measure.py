@@ -2,7 +2,7 @@
 in-process throughput ratio on a BERT-small-shaped model (random weights, 4 layers x 256 hidden,
 max_length 128) over the WikiGold sentences, Python and JVM alternating in one run.
 
-    .venv/bin/python jvm_bridge/scripts/measure.py [--threads N] [--out FILE]
+    .venv/bin/python jvm_bridge/scripts/measure.py [--threads N] [--out FILE] [--artifact DIR] [--skip-parity]
 
 Needs the jar (`make jvm`) and the test artifacts (jvm_bridge/target/test-artifacts).
 """
@@ -55,17 +55,20 @@ def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--out", default=None)
+    p.add_argument("--artifact", default=None, help="measure throughput on this artifact (e.g. artifacts/demo) "
+                   "instead of a generated BERT-small-shaped one")
+    p.add_argument("--skip-parity", action="store_true", help="only the throughput")
     args = p.parse_args()
     import make_test_artifacts
     from pyner.jvm import JvmModel, jvm_parity, throughput
     from test_jvm_parity import HOSTILE
 
     result: dict = {"parity": {}}
-    arts = make_test_artifacts.ensure(ROOT / "jvm_bridge" / "target" / "test-artifacts")
+    arts = {} if args.skip_parity else make_test_artifacts.ensure(ROOT / "jvm_bridge" / "target" / "test-artifacts")
     totals = {"artifacts": 0, "texts": 0, "windows": 0, "tokens": 0, "entities": 0, "identical_texts": 0,
               "differences": 0, "worst_score_diff": 0.0}
     jvm_ort = py_ort = None
-    for (family, precision), folder in sorted(arts.items()):
+    for (family, precision), folder in ([] if args.skip_parity else sorted(arts.items())):
         r = jvm_parity(folder, HOSTILE, threads=args.threads)
         jvm_ort, py_ort = r.jvm_ort, r.python_ort
         totals["artifacts"] += 1
@@ -81,9 +84,12 @@ def main() -> int:
 
     sents = wikigold_sentences(Path(os.environ.get("PYNER_WIKIGOLD", ROOT.parent / "shared/data/ner/wikigold/test.bio")))
     with tempfile.TemporaryDirectory() as tmp:
-        ckpt = small_bert(Path(tmp) / "ckpt")
-        art = Path(tmp) / "art"
-        package(ckpt, art, max_length=128, stride=32, quiet=True)
+        if args.artifact:
+            art = Path(args.artifact)
+        else:
+            ckpt = small_bert(Path(tmp) / "ckpt")
+            art = Path(tmp) / "art"
+            package(ckpt, art, max_length=128, stride=32, quiet=True)
         with JvmModel(art, threads=args.threads) as m:  # golden self-check on load
             pass
         r = jvm_parity(art, sents[:300], threads=args.threads)
