@@ -91,7 +91,8 @@ root / testArtifacts := {
   if (sys.env.contains("PYNER_TEST_ARTIFACTS")) log.info(s"test artifacts: using $out as given (PYNER_TEST_ARTIFACTS)")
   else {
     // Keyed on the exporter/runtime sources: re-packages only when they changed (shared with jvm_bridge's build).
-    val rc = scala.sys.process.Process(Seq(python.getPath, "tests/make_test_artifacts.py", out.getPath), repo).!(log)
+    val rc = scala.sys.process.Process(Seq(python.getPath, "tests/make_test_artifacts.py", out.getPath), repo)
+      .!(scala.sys.process.ProcessLogger(line => log.info(line), line => log.info(line)))
     if (rc != 0) sys.error(s"tests/make_test_artifacts.py failed (exit $rc); is the Python environment built (scripts/bootstrap)?")
   }
   out
@@ -116,3 +117,15 @@ root / Test / javaOptions ++= Seq("-Xmx1536m", "-Xss4m") ++ sparkJavaOptions ++ 
 root / Test / testOptions += Tests.Argument(TestFrameworks.ScalaTest, "-oDF")
 root / Test / test := ((root / Test / test) dependsOn (root / testArtifacts)).value
 root / Test / testOnly := ((root / Test / testOnly) dependsOn (root / testArtifacts)).evaluated
+
+// After sbt's own summary, one plain closing line that CI systems read: "sbt-sample: N passed, N failed".
+val closingLine = TestResultLogger { (log, results, taskName) =>
+  TestResultLogger.Default.run(log, results, taskName)
+  val suites = results.events.values
+  val passed = suites.map(_.passedCount).sum
+  val failed = suites.map(s => s.failureCount + s.errorCount).sum + (if (results.overall == TestResult.Error && suites.isEmpty) 1 else 0)
+  val skipped = suites.map(s => s.skippedCount + s.ignoredCount + s.canceledCount + s.pendingCount).sum
+  println(s"sbt-sample: $passed passed, $failed failed" + (if (skipped > 0) s", $skipped skipped" else ""))
+}
+root / Test / test / testResultLogger := closingLine
+root / Test / testOnly / testResultLogger := closingLine
