@@ -5,7 +5,7 @@ Contenders, on the same model and the same strings, aggregation "simple":
   the baseline;
 - pyner's Python runtime (`pyner.load(...).predict`, what `pyner predict` runs) on the fp32 and
   the int8 artifact;
-- the JVM in-process (pyner.jvm through pyjnius, in its own process), fp32 artifact;
+- the JVM in-process (dev.pyner.PynerModel timed inside a JVM by bench/JvmBench.java), fp32 artifact;
 - the sidecar (`pyner serve`) with 32 concurrent clients, one text per request, fp32 artifact.
 
 Entity agreement: pyner fp32 against the pipeline (identical label, start, end, word; score within
@@ -219,24 +219,33 @@ def _breakdown(m, texts: list[str]) -> dict:
     return {"tokenize": t1 - t0, "onnxruntime": t2 - t1, "decode": t3 - t2}
 
 
-def _jvm(ctx: Context, art: Path, texts: list[str]):
-    """Run the JVM bridge in its own process (pyjnius starts one JVM per process)."""
-    try:
-        import jnius_config  # noqa: F401  (pyjnius present?)
-    except ImportError as exc:
-        raise Skip(f"pyjnius is not installed ({exc}): pip install pyjnius") from exc
-    try:
-        import importlib.util
+def jvm_classpath() -> str:
+    """The jvm_bridge classes (or jar) and their dependencies, from a Maven build of jvm_bridge/."""
+    if os.environ.get("PYNER_JVM_CLASSPATH"):
+        return os.environ["PYNER_JVM_CLASSPATH"]
+    target = BENCH_DIR.parent / "jvm_bridge" / "target"
+    deps = target / "classpath.txt"
+    jars = sorted(p for p in target.glob("*.jar") if not p.name.endswith(("-sources.jar", "-javadoc.jar", "-tests.jar")))
+    own = [str(jars[0])] if jars else ([str(target / "classes")] if (target / "classes" / "dev").is_dir() else [])
+    if not own or not deps.is_file():
+        raise Skip(f"the JVM bridge is not built (no classes or classpath.txt in {target}): "
+                   "run `mvn -q -f jvm_bridge/pom.xml package -DskipTests`")
+    return os.pathsep.join(own + [deps.read_text(encoding="utf-8").strip()])
 
-        if importlib.util.find_spec("pyner.jvm") is None:
-            raise Skip("pyner.jvm (the JVM bridge's Python side) is not available yet")
-    except ImportError as exc:
-        raise Skip(f"pyner.jvm cannot be imported: {exc}") from exc
+
+def _jvm(ctx: Context, art: Path, texts: list[str]):
+    """Time dev.pyner.PynerModel inside a JVM (bench/JvmBench.java): no Python in the measured path."""
+    import shutil
+
+    java = shutil.which("java") or (os.path.join(os.environ["JAVA_HOME"], "bin", "java") if os.environ.get("JAVA_HOME") else None)
+    if not java:
+        raise Skip("no `java` found: install a JDK 17 (or set JAVA_HOME)")
+    cp = jvm_classpath()
     with tempfile.TemporaryDirectory(prefix="pyner-bench-jvm-") as tmp:
         src = Path(tmp) / "texts.json"
         dst = Path(tmp) / "out.json"
-        src.write_text(json.dumps(texts), encoding="utf-8")
-        cmd = [sys.executable, str(BENCH_DIR / "jvm_worker.py"), str(art), str(src), str(dst),
+        src.write_text(json.dumps(texts, ensure_ascii=False), encoding="utf-8")
+        cmd = [java, "-cp", cp, str(BENCH_DIR / "JvmBench.java"), str(art), str(src), str(dst),
                str(ctx.threads), str(ctx.seconds), str(ctx.min_reps())]
         env = dict(os.environ, DJL_OFFLINE="true", OPT_OUT_TRACKING="true")
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=3600)

@@ -43,6 +43,14 @@ def validate(scenarios: list[str] | None, model: str | None) -> list[str]:
     return chosen
 
 
+def _command(argv) -> str:
+    import shlex
+
+    argv = list(argv or [])
+    args = argv[argv.index("bench") + 1:] if "bench" in argv else argv[1:]
+    return "pyner bench " + shlex.join(args)
+
+
 def main(*, scenarios=None, quick=False, model=None, out=None, threads=None, seconds=None, batch_sizes=None,
          cache=None, texts=None, argv=None) -> tuple[int, Path, list[str]]:
     """Run the benchmark. Returns (exit code, results folder, missing-dependency install hints)."""
@@ -51,7 +59,7 @@ def main(*, scenarios=None, quick=False, model=None, out=None, threads=None, sec
     out = Path(out) if out else BENCH_DIR / "results" / stamp
     out.mkdir(parents=True, exist_ok=True)
     threads = threads or os.cpu_count() or 1
-    meta = {"started_utc": stamp, "command": " ".join([Path(argv[0]).name] + list(argv[1:])) if argv else "pyner bench", "quick": quick,
+    meta = {"started_utc": stamp, "command": _command(argv), "quick": quick,
             "scenarios": chosen, "model": model, "threads": threads, "machine": machine_info()}
     results = Results(out, meta)
     ctx = Context(results=results, quick=quick, threads=threads, model=model,
