@@ -182,7 +182,7 @@ object ExecutorModel {
   // START executor-model
   private val models = new ConcurrentHashMap[String, PynerModel]()
   private val loadCount = new AtomicInteger()
-  private lazy val hook: Unit = { sys.addShutdownHook(closeAll()); () }
+  private lazy val hook: Unit = { sys.addShutdownHook(onShutdown()); () }
 
   def get(artifactDir: String, threads: Int): PynerModel = {
     hook // registered once, on first use
@@ -195,7 +195,17 @@ object ExecutorModel {
 
   def loads: Int = loadCount.get()
 
-  def closeAll(): Unit = models.keySet().asScala.toList.foreach(k => Option(models.remove(k)).foreach(_.close()))
+  private def onShutdown(): Unit = {
+    val n = closeAll()
+    if (n > 0) System.err.println(s"ExecutorModel: closed $n pyner model(s) at JVM shutdown")
+  }
+
+  /** Closes and forgets every model of this JVM (the shutdown hook calls it); returns how many. */
+  def closeAll(): Int = {
+    val closing = models.keySet().asScala.toList.flatMap(k => Option(models.remove(k)))
+    closing.foreach(_.close())
+    closing.size
+  }
 }
 
 /** The input format of `pyner predict -i FILE`, line by line. */

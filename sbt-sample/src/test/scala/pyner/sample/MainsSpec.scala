@@ -78,6 +78,7 @@ class MainsSpec extends AnyFunSuite {
     assert(report.head == s"SparkNer: 1 bad input line(s) skipped (policy: report), all listed in $out.bad-lines")
     assert(report(1).startsWith(s"SparkNer:   line 2: $input:2: invalid JSON ("), report(1))
     assert(report.size == 2)
+    assert(ran.errLines("ExecutorModel:") == Seq("ExecutorModel: closed 1 pyner model(s) at JVM shutdown"))
     val written = Files.list(out).iterator().asScala.filter(_.getFileName.toString.startsWith("part-"))
       .flatMap(p => Files.readAllLines(p, UTF_8).asScala).toSeq
     assert(written.map(l => mapper.readTree(l).get("id").asText()).sorted == Seq("a", "c"))

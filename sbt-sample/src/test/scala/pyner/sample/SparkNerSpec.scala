@@ -115,6 +115,17 @@ class SparkNerSpec extends AnyFunSuite with BeforeAndAfterAll {
     assert(!Files.exists(out))
   }
 
+  test("closeAll (what the executor's shutdown hook runs) closes the JVM's models; a later task loads anew") {
+    val model = ExecutorModel.get(art.toString, 1)
+    assert(ExecutorModel.get(art.toString, 1) eq model, "a second task in the same JVM must get the same instance")
+    assert(ExecutorModel.closeAll() >= 1)
+    val e = intercept[IllegalStateException](model.predict(java.util.List.of("Angela Merkel.")))
+    assert(e.getMessage == "this PynerModel is closed")
+    val loads = ExecutorModel.loads
+    assert(!(ExecutorModel.get(art.toString, 1) eq model))
+    assert(ExecutorModel.loads == loads + 1)
+  }
+
   test("a missing artifact, a missing input and an existing output each fail with one line") {
     val dir = tempDir("spark-errors")
     val input = Files.write(dir.resolve("in.txt"), Seq("Angela Merkel.").asJava, UTF_8)
