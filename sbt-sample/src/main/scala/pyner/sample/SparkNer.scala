@@ -103,7 +103,7 @@ object SparkNer {
   def report(s: Summary): Seq[String] =
     if (s.badLineCount == 0) Nil
     else (s"${s.badLineCount} bad input line(s) skipped (policy: report), all listed in ${s.badLinesOutput.getOrElse("-")}" +:
-      s.firstBadLines.map(b => s"  line ${b.line}: ${b.error}"))
+      s.firstBadLines.map(b => s"  ${b.error}"))
 
   /** Runs the job; throws SampleError for bad options, a missing artifact/input, an existing output. */
   def run(spark: SparkSession, o: Options): Summary = {
@@ -141,7 +141,7 @@ object SparkNer {
       val firstBad = bad.take(20).toSeq
       if (badCount > 0 && o.onBadLine == "fail")
         throw SampleError.input(s"$name: $badCount bad line(s), nothing written (policy: fail); first: " +
-          firstBad.take(5).map(b => s"line ${b.line}: ${b.error}").mkString("; "))
+          firstBad.take(5).map(_.error).mkString("; "))
 
       val started = System.nanoTime()
       val (batchSize, threads) = (o.batchSize, o.threads)

@@ -76,7 +76,7 @@ class MainsSpec extends AnyFunSuite {
     assert(ran.out.linesIterator.exists(_.startsWith(s"SparkNer: 2 documents -> $out (jsonl) in ")), ran.out)
     val report = ran.errLines("SparkNer:")
     assert(report.head == s"SparkNer: 1 bad input line(s) skipped (policy: report), all listed in $out.bad-lines")
-    assert(report(1).startsWith(s"SparkNer:   line 2: $input:2: invalid JSON ("), report(1))
+    assert(report(1).startsWith(s"SparkNer:   $input:2: invalid JSON ("), report(1))
     assert(report.size == 2)
     assert(ran.errLines("ExecutorModel:") == Seq("ExecutorModel: closed 1 pyner model(s) at JVM shutdown"))
     val written = Files.list(out).iterator().asScala.filter(_.getFileName.toString.startsWith("part-"))
@@ -92,7 +92,7 @@ class MainsSpec extends AnyFunSuite {
                       "--output", out.toString, "--on-bad-line", "fail")
     assert(ran.exit == 3, ran.err)
     val lines = ran.errLines("SparkNer:")
-    assert(lines.size == 1 && lines.head.startsWith(s"SparkNer: error: $input: 1 bad line(s), nothing written (policy: fail); first: line 2: "), lines)
+    assert(lines.size == 1 && lines.head.startsWith(s"SparkNer: error: $input: 1 bad line(s), nothing written (policy: fail); first: $input:2: invalid JSON ("), lines)
     assert(!Files.exists(out))
   }
 }

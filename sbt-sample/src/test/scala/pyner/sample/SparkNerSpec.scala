@@ -111,7 +111,7 @@ class SparkNerSpec extends AnyFunSuite with BeforeAndAfterAll {
     val e = intercept[SampleError](SparkNer.run(spark, SparkNer.parseArgs(Array(
       "--artifact", art.toString, "--input", input.toString, "--output", out.toString, "--on-bad-line", "fail"))))
     assert(e.exitCode == 3)
-    assert(e.getMessage.startsWith(s"$input: 4 bad line(s), nothing written (policy: fail); first: line 3: $input:3: invalid JSON"), e.getMessage)
+    assert(e.getMessage.startsWith(s"$input: 4 bad line(s), nothing written (policy: fail); first: $input:3: invalid JSON"), e.getMessage)
     assert(!Files.exists(out))
   }
 
