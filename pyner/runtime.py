@@ -28,7 +28,11 @@ from .artifact import Manifest
 from .errors import ArtifactError, UsageError
 
 DEFAULT_BATCH_SIZE = 32
-DEFAULT_MAX_BATCH_TOKENS = 8192
+# Measured (bench/, BENCHMARKS.md): on CPU the cost follows padded tokens, not the batch count, and
+# attention over a few 512-token windows stays in cache where 16 do not. So batches are cut at a
+# smaller token budget and wherever padding would exceed 5% of the real tokens.
+DEFAULT_MAX_BATCH_TOKENS = 4096
+DEFAULT_MAX_PADDING = 0.05
 
 
 @dataclass(frozen=True)
@@ -174,12 +178,16 @@ class Model:
         batch_size: int = DEFAULT_BATCH_SIZE,
         max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
         output: str = "scores",
+        max_padding: float = DEFAULT_MAX_PADDING,
     ) -> list[np.ndarray]:
         """Run the model on windows, length-bucketed; return per window a float32 (T, num_labels) array, in input order."""
         if batch_size < 1 or max_batch_tokens < 1:
             raise UsageError(f"batch_size ({batch_size}) and max_batch_tokens ({max_batch_tokens}) must be positive")
+        if not max_padding >= 0:
+            raise UsageError(f"max_padding ({max_padding}) must be >= 0")
         results: list[np.ndarray | None] = [None] * len(windows)
-        for batch in plan_batches([len(w) for w in windows], batch_size=batch_size, max_batch_tokens=max_batch_tokens):
+        lengths = [len(w) for w in windows]
+        for batch in plan_batches(lengths, batch_size=batch_size, max_batch_tokens=max_batch_tokens, max_padding=max_padding):
             out = self._run([windows[i] for i in batch], output)
             for row, i in enumerate(batch):
                 results[i] = out[row, : len(windows[i])]
@@ -243,20 +251,32 @@ class Model:
         return f"pyner.Model({str(self.folder)!r}, precision={self.precision}, labels={len(self.labels)}, max_length={self.max_length})"
 
 
-def plan_batches(lengths: Sequence[int], *, batch_size: int, max_batch_tokens: int) -> list[list[int]]:
+def plan_batches(
+    lengths: Sequence[int], *, batch_size: int, max_batch_tokens: int, max_padding: float | None = None
+) -> list[list[int]]:
     """Group indices into batches: longest first, at most `batch_size` per batch and at most
-    `max_batch_tokens` padded tokens (count x longest); a window longer than the budget runs alone."""
+    `max_batch_tokens` padded tokens (count x longest); a window longer than the budget runs alone.
+    With `max_padding`, a batch also closes when padding it to its longest window would exceed its
+    real tokens by more than that fraction (None: no such bound). Mirrored by the JVM's Batches.plan."""
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     batches: list[list[int]] = []
     current: list[int] = []
     longest = 0
+    real = 0
     for i in order:
-        if current and (len(current) >= batch_size or (len(current) + 1) * longest > max_batch_tokens):
+        n = lengths[i]
+        if current and (
+            len(current) >= batch_size
+            or (len(current) + 1) * longest > max_batch_tokens
+            or (max_padding is not None and (len(current) + 1) * longest > (real + n) * (1.0 + max_padding))
+        ):
             batches.append(current)
             current = []
         if not current:
-            longest = lengths[i]
+            longest = n
+            real = 0
         current.append(i)
+        real += n
     if current:
         batches.append(current)
     return batches

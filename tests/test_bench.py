@@ -112,3 +112,25 @@ def test_missing_torch_names_the_install_and_keeps_partial_results(tmp_path):
     limit = data["scenarios"]["limit"]
     assert limit["status"] == "ok" and limit["facts"]["peak_gflops"]["fp32"] > 0   # the rest still ran
     assert (out / "summary.md").is_file()
+
+
+def test_plan_batches_bounds_padding_as_the_benchmark_chose():
+    """The batching policy bench/ measured (BENCHMARKS.md): every window once, longest first, and no
+    batch padded beyond `max_padding` of its real tokens unless it holds a single window."""
+    import random
+
+    from pyner.runtime import DEFAULT_MAX_PADDING, plan_batches
+
+    rng = random.Random(0)
+    lengths = [rng.choice([rng.randint(3, 60), rng.randint(100, 512)]) for _ in range(500)]
+    for max_padding in (0.0, DEFAULT_MAX_PADDING, 0.3):
+        batches = plan_batches(lengths, batch_size=64, max_batch_tokens=4096, max_padding=max_padding)
+        assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+        for b in batches:
+            longest, real = max(lengths[i] for i in b), sum(lengths[i] for i in b)
+            assert len(b) == 1 or (len(b) * longest <= 4096 and len(b) * longest <= real * (1 + max_padding)), b
+    # without the bound, the old plan: one batch of 64 equal-budget windows regardless of padding
+    loose = plan_batches([100] + [10] * 63, batch_size=64, max_batch_tokens=10_000)
+    assert loose == [list(range(64))]
+    tight = plan_batches([100] + [10] * 63, batch_size=64, max_batch_tokens=10_000, max_padding=0.05)
+    assert tight[0] == [0] and sorted(tight[1]) == list(range(1, 64))

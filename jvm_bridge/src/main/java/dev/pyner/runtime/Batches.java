@@ -11,7 +11,9 @@ public final class Batches {
     /** Python's DEFAULT_BATCH_SIZE. */
     public static final int DEFAULT_BATCH_SIZE = 32;
     /** Python's DEFAULT_MAX_BATCH_TOKENS. */
-    public static final int DEFAULT_MAX_BATCH_TOKENS = 8192;
+    public static final int DEFAULT_MAX_BATCH_TOKENS = 4096;
+    /** Python's DEFAULT_MAX_PADDING: a batch closes where padding would exceed 5% of its real tokens. */
+    public static final double DEFAULT_MAX_PADDING = 0.05;
 
     private Batches() {}
 
@@ -26,6 +28,21 @@ public final class Batches {
      * @return batches of indices into {@code lengths}
      */
     public static List<int[]> plan(int[] lengths, int batchSize, int maxBatchTokens) {
+        return plan(lengths, batchSize, maxBatchTokens, Double.POSITIVE_INFINITY);
+    }
+
+    /**
+     * As {@link #plan(int[], int, int)}, and a batch also closes when padding it to its longest
+     * window would exceed its real tokens by more than {@code maxPadding} (a fraction), exactly as
+     * Python's {@code plan_batches(..., max_padding=...)}.
+     *
+     * @param lengths window lengths
+     * @param batchSize maximum windows per batch
+     * @param maxBatchTokens maximum padded tokens per batch
+     * @param maxPadding maximum padding as a fraction of the batch's real tokens (infinity: no bound)
+     * @return batches of indices into {@code lengths}
+     */
+    public static List<int[]> plan(int[] lengths, int batchSize, int maxBatchTokens, double maxPadding) {
         Integer[] order = new Integer[lengths.length];
         for (int i = 0; i < order.length; i++) {
             order[i] = i;
@@ -34,15 +51,21 @@ public final class Batches {
         List<int[]> batches = new ArrayList<>();
         List<Integer> current = new ArrayList<>();
         int longest = 0;
+        long real = 0;
         for (int i : order) {
-            if (!current.isEmpty() && (current.size() >= batchSize || (long) (current.size() + 1) * longest > maxBatchTokens)) {
+            int n = lengths[i];
+            long padded = (long) (current.size() + 1) * longest;
+            if (!current.isEmpty() && (current.size() >= batchSize || padded > maxBatchTokens
+                    || (double) padded > (double) (real + n) * (1.0 + maxPadding))) {
                 batches.add(toArray(current));
                 current.clear();
             }
             if (current.isEmpty()) {
-                longest = lengths[i];
+                longest = n;
+                real = 0;
             }
             current.add(i);
+            real += n;
         }
         if (!current.isEmpty()) {
             batches.add(toArray(current));

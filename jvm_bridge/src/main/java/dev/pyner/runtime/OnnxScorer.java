@@ -141,7 +141,7 @@ public final class OnnxScorer implements AutoCloseable {
             lengths[i] = windows.get(i).length();
         }
         float[][][] results = new float[windows.size()][][];
-        for (int[] batch : Batches.plan(lengths, batchSize, maxBatchTokens)) {
+        for (int[] batch : Batches.plan(lengths, batchSize, maxBatchTokens, Batches.DEFAULT_MAX_PADDING)) {
             List<Window> ws = new ArrayList<>(batch.length);
             for (int i : batch) {
                 ws.add(windows.get(i));
