@@ -265,6 +265,8 @@ public final class PynerModel implements AutoCloseable {
 
     /** Builder: {@code setArtifact} is required, the {@code opt*} settings are optional. */
     public static final class Builder {
+        /** Stack of the thread that loads the model (see {@link #build()}). */
+        static final long LOAD_STACK_BYTES = 256L << 20;
         private Path artifact;
         private int threads;
         private boolean selfCheck = true;
@@ -373,6 +375,44 @@ public final class PynerModel implements AutoCloseable {
             if (artifact == null) {
                 throw new IllegalStateException("setArtifact(...) is required");
             }
+            // Seen with ONNX Runtime Java 1.29.0 on Linux: creating a session needs thread stack in
+            // proportion to the process's command line; past ~4 KB (a java -cp with Spark's jars,
+            // every Spark executor) the default 1 MB stack overflows and the JVM dies with SIGSEGV.
+            // So the whole load runs on a dedicated thread with a large stack (address space
+            // reserved, not memory committed); inference on the loaded session is unaffected.
+            java.util.concurrent.atomic.AtomicReference<Object> result = new java.util.concurrent.atomic.AtomicReference<>();
+            Thread loader = new Thread(null, () -> {
+                try {
+                    result.set(buildHere());
+                } catch (Throwable t) {
+                    result.set(t);
+                }
+            }, "pyner-model-load", LOAD_STACK_BYTES);
+            loader.setDaemon(true);
+            loader.start();
+            try {
+                loader.join();
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                throw new PynerInferenceException("interrupted while loading " + artifact, e);
+            }
+            Object r = result.get();
+            if (r instanceof PynerModel m) {
+                return m;
+            }
+            if (r instanceof PynerException e) {
+                throw e;
+            }
+            if (r instanceof RuntimeException e) {
+                throw e;
+            }
+            if (r instanceof Error e) {
+                throw e;
+            }
+            throw new PynerInferenceException("loading " + artifact + " failed: " + r, (Throwable) r);
+        }
+
+        private PynerModel buildHere() throws PynerException {
             Offline.enforce();
             Path folder = artifact.toAbsolutePath().normalize();
             Manifest manifest = Manifest.read(folder);

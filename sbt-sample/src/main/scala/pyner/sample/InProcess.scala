@@ -29,8 +29,7 @@ object InProcess {
                 aggregation: AggregationStrategy = AggregationStrategy.SIMPLE, threads: Int = 2): Seq[Seq[Ent]] = {
     Cli.requireArtifact(artifact)
     // START in-process
-    val load = () => PynerModel.builder().setArtifact(artifact).optThreads(threads).build()
-    Using.resource(LargeStack(load())) { model => // see LargeStack: ONNX Runtime needs stack to load
+    Using.resource(PynerModel.builder().setArtifact(artifact).optThreads(threads).build()) { model =>
       val entities = model.predict(texts.asJava, aggregation) // java.util.List[java.util.List[Entity]]
       entities.asScala.toSeq.map(_.asScala.toSeq.map(Ent.of))
     }

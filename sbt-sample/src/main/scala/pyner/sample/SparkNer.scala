@@ -188,7 +188,7 @@ object ExecutorModel {
     hook // registered once, on first use
     models.computeIfAbsent(artifactDir, dir => {
       loadCount.incrementAndGet()
-      LargeStack(PynerModel.builder().setArtifact(Paths.get(dir)).optThreads(threads).build())
+      PynerModel.builder().setArtifact(Paths.get(dir)).optThreads(threads).build()
     })
   }
   // END executor-model
