@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .common import Context, timeit
+from .common import Context, gpu_info, timeit
 
 NAME = "limit"
 
@@ -87,6 +87,20 @@ def run(ctx: Context) -> None:
         for shape_name, (m, k, nn) in shapes.items():
             ta, tb = torch.randn(m, k), torch.randn(k, nn)
             point("pytorch", "fp32", shape_name, lambda: torch.mm(ta, tb), (m, k, nn))
+        if gpu_info() and torch.cuda.is_available():  # tensor-core peak for the GPU configurations
+            for precision, dtype in (("fp16", torch.float16), ("fp32", torch.float32)):
+                ga, gb = torch.randn(8192, 8192, device="cuda", dtype=dtype), torch.randn(8192, 8192, device="cuda", dtype=dtype)
+
+                def gemm(ga=ga, gb=gb):
+                    torch.mm(ga, gb)
+                    torch.cuda.synchronize()
+
+                t = timeit(gemm, min_time=ctx.seconds, min_reps=5, warmup=2)
+                g = 2.0 * 8192 ** 3 / t["min_s"] / 1e9
+                peaks[f"cuda-{precision}"] = g
+                res.row(NAME, group="gemm", config=f"pytorch cuda {precision} 8192x8192x8192", engine="pytorch-cuda",
+                        precision=precision, seconds=t["min_s"], gflops=g, unit="GFLOP/s", reps=t["reps"])
+                ctx.log(f"    pytorch-cuda {precision} 8192^3: {g:9.1f} GFLOP/s")
     except ImportError:
         res.note(NAME, "PyTorch not installed: its GEMM is not part of the fp32 peak")
     res.fact(NAME, "peak_gflops", peaks)
@@ -98,7 +112,7 @@ def run(ctx: Context) -> None:
 def fractions(ctx: Context, peaks: dict) -> None:
     """Achieved fraction of the peak for every worst-case configuration at its best batch size."""
     res = ctx.results
-    rows = [r for r in res.rows("worstcase") if r.get("group") == "batch" and r.get("device", "cpu") == "cpu"]
+    rows = [r for r in res.rows("worstcase") if r.get("group") == "batch"]
     if not rows:
         res.note(NAME, "no worst-case measurements in this run: run `--scenario worstcase limit` for achieved fractions")
         return
@@ -107,7 +121,10 @@ def fractions(ctx: Context, peaks: dict) -> None:
         if r["config"] not in best or r["throughput"] > best[r["config"]]["throughput"]:
             best[r["config"]] = r
     for config, r in best.items():
-        peak_key = "int8" if r["precision"] == "int8" else "fp32"
+        if r.get("device", "cpu") == "cuda":
+            peak_key = f"cuda-{r['precision']}"
+        else:
+            peak_key = "int8" if r["precision"] == "int8" else "fp32"
         peak = peaks.get(peak_key) or 0.0
         frac = r["gflops"] / peak if peak else None
         fp32_frac = r["gflops"] / peaks["fp32"] if peaks.get("fp32") else None
