@@ -138,7 +138,7 @@ def _corpus(ctx: Context, model, artifacts: dict, corpus: str, texts: list[str],
         m = pyner.load(art, threads=ctx.threads)
         m.predict(texts[:16])
         t = timeit(lambda: outputs.__setitem__(config, m.predict(texts, aggregation="simple")),
-                   min_time=ctx.seconds, min_reps=ctx.min_reps(), warmup=0)
+                   min_time=ctx.seconds, min_reps=min(2, ctx.min_reps()), warmup=0)
         enc = m.encode(texts)
         tokens = sum(e.n_tokens for e in enc)
         record(config, t["median_s"], t["reps"], engine="onnxruntime", precision=precision,
@@ -246,7 +246,7 @@ def _jvm(ctx: Context, art: Path, texts: list[str]):
         dst = Path(tmp) / "out.json"
         src.write_text(json.dumps(texts, ensure_ascii=False), encoding="utf-8")
         cmd = [java, "-cp", cp, str(BENCH_DIR / "JvmBench.java"), str(art), str(src), str(dst),
-               str(ctx.threads), str(ctx.seconds), str(ctx.min_reps())]
+               str(ctx.threads), str(ctx.seconds), str(min(2, ctx.min_reps()))]
         env = dict(os.environ, DJL_OFFLINE="true", OPT_OUT_TRACKING="true")
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=3600)
         if proc.returncode != 0 or not dst.is_file():
