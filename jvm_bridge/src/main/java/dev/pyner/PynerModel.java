@@ -49,11 +49,12 @@ public final class PynerModel implements AutoCloseable {
     private final int threads;
     private final int maxBatchSize;
     private final int maxBatchTokens;
+    private final double maxPadding;
     private final ReentrantReadWriteLock lock = new ReentrantReadWriteLock();
     private volatile boolean closed;
 
     private PynerModel(Manifest manifest, WindowTokenizer tokenizer, OnnxScorer scorer, EntityDecoder decoder,
-                       int threads, int maxBatchSize, int maxBatchTokens) {
+                       int threads, int maxBatchSize, int maxBatchTokens, double maxPadding) {
         this.manifest = manifest;
         this.tokenizer = tokenizer;
         this.scorer = scorer;
@@ -61,6 +62,7 @@ public final class PynerModel implements AutoCloseable {
         this.threads = threads;
         this.maxBatchSize = maxBatchSize;
         this.maxBatchTokens = maxBatchTokens;
+        this.maxPadding = maxPadding;
     }
 
     /** @return a new builder */
@@ -136,7 +138,7 @@ public final class PynerModel implements AutoCloseable {
             for (List<Window> ws : encoded) {
                 flat.addAll(ws);
             }
-            List<float[][]> scores = scorer.forward(flat, maxBatchSize, maxBatchTokens);
+            List<float[][]> scores = scorer.forward(flat, maxBatchSize, maxBatchTokens, maxPadding);
             List<ScoredText> out = new ArrayList<>(checked.size());
             int k = 0;
             for (int i = 0; i < checked.size(); i++) {
@@ -273,6 +275,7 @@ public final class PynerModel implements AutoCloseable {
         private boolean checksums = true;
         private int maxBatchSize = Batches.DEFAULT_BATCH_SIZE;
         private int maxBatchTokens = Batches.DEFAULT_MAX_BATCH_TOKENS;
+        private double maxPadding = Batches.DEFAULT_MAX_PADDING;
 
         private Builder() {}
 
@@ -351,7 +354,7 @@ public final class PynerModel implements AutoCloseable {
         }
 
         /**
-         * Maximum padded tokens per batch (default 8192, as Python).
+         * Maximum padded tokens per batch (default {@value dev.pyner.runtime.Batches#DEFAULT_MAX_BATCH_TOKENS}, as Python).
          *
          * @param tokens &gt;= 1
          * @return this builder
@@ -361,6 +364,22 @@ public final class PynerModel implements AutoCloseable {
                 throw new IllegalArgumentException("max batch tokens must be >= 1, got " + tokens);
             }
             this.maxBatchTokens = tokens;
+            return this;
+        }
+
+        /**
+         * A batch also closes where padding it to its longest window would exceed its real tokens
+         * by more than this fraction (default {@value dev.pyner.runtime.Batches#DEFAULT_MAX_PADDING},
+         * as Python's {@code max_padding}; {@code Double.POSITIVE_INFINITY}: no bound).
+         *
+         * @param fraction &gt;= 0
+         * @return this builder
+         */
+        public Builder optMaxPadding(double fraction) {
+            if (!(fraction >= 0)) {
+                throw new IllegalArgumentException("max padding must be >= 0, got " + fraction);
+            }
+            this.maxPadding = fraction;
             return this;
         }
 
@@ -460,7 +479,7 @@ public final class PynerModel implements AutoCloseable {
                 tok.close();
                 throw e;
             }
-            PynerModel m = new PynerModel(manifest, tok, scorer, entityDecoder, threads, maxBatchSize, maxBatchTokens);
+            PynerModel m = new PynerModel(manifest, tok, scorer, entityDecoder, threads, maxBatchSize, maxBatchTokens, maxPadding);
             if (selfCheck) {
                 try {
                     Golden.Report report = m.selfCheck();

@@ -42,7 +42,8 @@ class PynerTranslatorTest {
         double tol;
         // int8 oracle: one text per call and all its windows in one batch, as the translator runs them.
         PynerModel oracle = PynerModel.builder().setArtifact(artifact).optSelfCheck(false)
-                .optMaxBatchSize(Integer.MAX_VALUE).optMaxBatchTokens(Integer.MAX_VALUE).build();
+                .optMaxBatchSize(Integer.MAX_VALUE).optMaxBatchTokens(Integer.MAX_VALUE)
+                .optMaxPadding(Double.POSITIVE_INFINITY).build();
         tol = int8 ? 0.0 : oracle.manifest().scoreTolerance();
         List<String> failures = new ArrayList<>();
         int compared = 0;

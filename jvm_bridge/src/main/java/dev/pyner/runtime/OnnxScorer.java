@@ -133,15 +133,16 @@ public final class OnnxScorer implements AutoCloseable {
      * @param windows windows
      * @param batchSize maximum windows per batch
      * @param maxBatchTokens maximum padded tokens per batch
+     * @param maxPadding maximum padding as a fraction of a batch's real tokens (infinity: no bound)
      * @return scores per window
      */
-    public List<float[][]> forward(List<Window> windows, int batchSize, int maxBatchTokens) {
+    public List<float[][]> forward(List<Window> windows, int batchSize, int maxBatchTokens, double maxPadding) {
         int[] lengths = new int[windows.size()];
         for (int i = 0; i < lengths.length; i++) {
             lengths[i] = windows.get(i).length();
         }
         float[][][] results = new float[windows.size()][][];
-        for (int[] batch : Batches.plan(lengths, batchSize, maxBatchTokens, Batches.DEFAULT_MAX_PADDING)) {
+        for (int[] batch : Batches.plan(lengths, batchSize, maxBatchTokens, maxPadding)) {
             List<Window> ws = new ArrayList<>(batch.length);
             for (int i : batch) {
                 ws.add(windows.get(i));
