@@ -10,9 +10,9 @@ from pathlib import Path
 
 from .common import Results
 
-COLORS = {"pytorch-fp32": "#7f7f7f", "ort-fp32-plain": "#1f77b4", "ort-fp32-optimized": "#2ca02c", "ort-int8": "#d62728",
+COLORS = {"pytorch-fp32": "#7f7f7f", "ort-fp32-plain": "#1f77b4", "ort-fp32-optimized": "#2ca02c", "ort-int8": "#d62728", "ort-int8-head-only": "#ff9896",
           "pytorch-fp32-cuda": "#8c564b", "pytorch-fp16-cuda": "#e377c2", "ort-fp16-cuda-iobinding": "#9467bd",
-          "pipeline-pytorch-fp32": "#7f7f7f", "pyner-fp32": "#2ca02c", "pyner-int8": "#d62728", "jvm-fp32": "#ff7f0e",
+          "pipeline-pytorch-fp32": "#7f7f7f", "pyner-fp32": "#2ca02c", "pyner-int8": "#d62728", "pyner-int8-head": "#ff9896", "jvm-fp32": "#ff7f0e",
           "sidecar-c32-fp32": "#17becf"}
 
 

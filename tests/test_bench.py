@@ -48,10 +48,10 @@ def test_quick_run_on_tiny_model_writes_results_and_checks_pass(tmp_path, bench_
     # worst case: every CPU configuration measured at both batch sizes, agreement checked against PyTorch
     wc = sc["worstcase"]
     measured = {(r["config"], r["batch_size"]) for r in wc["rows"]}
-    for cfg in ("pytorch-fp32", "ort-fp32-plain", "ort-fp32-optimized", "ort-int8"):
+    for cfg in ("pytorch-fp32", "ort-fp32-plain", "ort-fp32-optimized", "ort-int8", "ort-int8-head-only"):
         assert {(cfg, 1), (cfg, 2)} <= measured, cfg
     checked = {c["config"]: c for c in wc["checks"]}
-    assert set(checked) == {"ort-fp32-plain", "ort-fp32-optimized", "ort-int8"}
+    assert set(checked) == {"ort-fp32-plain", "ort-fp32-optimized", "ort-int8", "ort-int8-head-only"}
     assert all(c["passed"] and c["reference"] == "pytorch-fp32" for c in checked.values()), checked
     assert checked["ort-fp32-plain"]["max_abs_logit_diff"] < 2e-3
 
