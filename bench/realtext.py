@@ -167,7 +167,7 @@ def _corpus(ctx: Context, model, artifacts: dict, corpus: str, texts: list[str],
             res.skip(NAME, f"sidecar-c{CONCURRENCY}-fp32 ({corpus})", str(exc))
 
     # agreement
-    pairs = [("pyner-fp32", BASELINE, "identical"), ("pyner-int8", BASELINE, "f1"), ("pyner-int8-head", BASELINE, "f1"),
+    pairs = [("pyner-fp32", BASELINE, "identical"), ("pyner-int8", BASELINE, "f1"), ("pyner-int8-head", BASELINE, "report"),
              ("jvm-fp32", "pyner-fp32", "identical"), (f"sidecar-c{CONCURRENCY}-fp32", "pyner-fp32", "identical")]
     for got, ref, kind in pairs:
         if got not in outputs or ref not in outputs:
@@ -177,9 +177,12 @@ def _corpus(ctx: Context, model, artifacts: dict, corpus: str, texts: list[str],
             res.check(NAME, config=f"{got} ({corpus})", reference=ref, metric="identical_fraction",
                       value=cmp["identical_fraction"], threshold=1.0,
                       passed=cmp["identical_fraction"] == 1.0 and cmp["max_score_diff"] <= SCORE_TOL, **cmp)
-        else:
+        elif kind == "f1":
             res.check(NAME, config=f"{got} ({corpus})", reference=ref, metric="entity_f1", value=cmp["entity_f1"],
                       threshold=0.9, passed=cmp["entity_f1"] >= 0.9, **cmp)
+        else:  # a variant shown for its speed only: its agreement is reported, not required
+            res.fact(NAME, f"agreement {got} ({corpus}) vs {ref}",
+                     {k: cmp[k] for k in ("entity_f1", "identical_fraction", "entities", "reference_entities")})
     if missing:
         raise missing
 
