@@ -25,15 +25,10 @@ def take(batch: dict, n: int) -> dict:
 
 
 def session_options(threads: int):
-    import onnxruntime as ort
+    """The Python runtime's own session options (pyner.runtime), so that ONNX Runtime is timed as pyner runs it."""
+    from pyner.runtime import _session_options
 
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    so.log_severity_level = 3
-    return so
+    return _session_options(threads)
 
 
 class OrtRunner:

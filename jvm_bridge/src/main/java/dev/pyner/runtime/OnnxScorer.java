@@ -69,6 +69,7 @@ public final class OnnxScorer implements AutoCloseable {
             so.setExecutionMode(OrtSession.SessionOptions.ExecutionMode.SEQUENTIAL);
             so.setIntraOpNumThreads(threads);
             so.setInterOpNumThreads(1);
+            so.addConfigEntry("session.intra_op.allow_spinning", "0"); // as Python: idle threads sleep (bench/)
             so.setSessionLogLevel(OrtLoggingLevel.ORT_LOGGING_LEVEL_ERROR);
             session = env.createSession(model.toString(), so);
             Set<String> graphInputs = new HashSet<>(session.getInputNames());
