@@ -8,9 +8,10 @@ the windows' entities are merged with the pipeline's ``aggregate_overlapping_ent
 
 Deliberate differences from the pipeline (documented in docs/decoding.md):
 
-* Means (group scores, the ``average`` strategy's score vectors) are computed in float64 by
-  sequential summation in token order and one division by the count, so the JVM reproduces them
-  bit for bit. numpy's float32 mean differs by ~1e-7.
+* Group scores are means computed in float64 by sequential summation in token order and one
+  division by the count, so the JVM reproduces them bit for bit (numpy's float32 pairwise mean
+  differs by ~1e-7; a group score decides nothing). The ``average`` strategy's mean score vector,
+  whose argmax decides a word's label, is computed exactly as numpy does (``mean32_rows``).
 * ``none`` with several windows: the pipeline refuses ``stride`` with ``none``; here the same
   overlap merge applies (the same token seen in two windows is kept once: the higher score wins,
   ties keep the earlier window).
@@ -94,17 +95,19 @@ def mean64(values) -> float:
     return total / count if count else math.nan
 
 
-def mean64_rows(rows: np.ndarray) -> np.ndarray:
-    """Column-wise ``mean64`` of a (n, L) float32 block: float64, sequential over rows, NaNs skipped."""
-    total = np.zeros(rows.shape[1], dtype=np.float64)
+def mean32_rows(rows: np.ndarray) -> np.ndarray:
+    """Column-wise mean of a (n, L) float32 block, bit-identical to the pipeline's
+    ``np.nanmean(rows, axis=0)``: float32 sums sequential over rows (numpy reduces the outer axis
+    sequentially), NaNs skipped, one division in float64 rounded to float32. The ``average``
+    strategy takes its argmax, so it must equal the pipeline exactly; the JVM mirrors these steps."""
+    total = np.zeros(rows.shape[1], dtype=np.float32)
     count = np.zeros(rows.shape[1], dtype=np.int64)
     for row in rows:
-        row64 = row.astype(np.float64)
-        ok = ~np.isnan(row64)
-        total += np.where(ok, row64, 0.0)
+        ok = ~np.isnan(row)
+        total = total + np.where(ok, row, np.float32(0.0))
         count += ok
     with np.errstate(invalid="ignore", divide="ignore"):
-        return total / count
+        return (total.astype(np.float64) / count).astype(np.float32)
 
 
 def aggregate_overlapping_entities(entities: list[dict]) -> list[dict]:
@@ -274,7 +277,7 @@ class Decoder:
                 label = int(np.argmax(row))
                 score = float(row[label])
             else:  # average
-                mean = mean64_rows(probs[a:b])
+                mean = mean32_rows(probs[a:b])
                 label = int(np.argmax(mean))
                 score = float(mean[label])
             w_label.append(label)

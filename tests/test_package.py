@@ -108,7 +108,8 @@ def test_manifest_and_files(artifact_factory, checkpoint_factory):
     assert (m["max_length"], m["stride"]) == (64, 16)  # tokenizer's model_max_length; max_length // 4
     assert m["outputs"] == ["scores", "logits"]
     assert m["tokenizer"] == {"continuing_subword_prefix": "##", "unk_token": "[UNK]", "unk_token_id": 1,
-                              "pad_token_id": 0, "model": "WordPiece", "lowercase": False}
+                              "pad_token_id": 0, "model": "WordPiece", "lowercase": False,
+                              "rebuilt_by_transformers": False}
     assert m["golden"] == {"file": "golden.json", "score_tolerance": art.SCORE_TOLERANCE["fp32"]}
     assert sorted(m["files"]) == sorted(art.REQUIRED_FILES)
     assert m["optimization"]["gelu_approximation"] is False and m["optimization"]["fused_ops"]
@@ -168,7 +169,7 @@ def test_reduced_precision_agreement(family, precision, artifact_factory, checkp
         assert any(i.data_type == onnx.TensorProto.FLOAT16 for i in graph.graph.initializer)
     else:
         q = m["quantization"]
-        assert q["per_channel"] is True and q["weight_type"] == "QInt8" and q["policy"] == "head"
+        assert q["per_channel"] is True and q["weight_type"] == "QInt8" and q["policy"] == "head+ffn_out"
         assert "MatMulInteger" in ops and q["nodes_excluded"]
         kept = {n.name: n.op_type for n in graph.graph.node}
         assert all(kept.get(name) == "MatMul" for name in q["nodes_excluded"])  # excluded nodes stay float32
@@ -181,10 +182,12 @@ def test_default_int8_exclusions_finds_the_classifier(checkpoint_factory, tmp_pa
     assert main(["package", str(checkpoint_factory("electra")), "-o", str(out), "--quiet"]) == 0
     graph = onnx.load(str(out / "model.onnx"))
     names = default_int8_exclusions(graph)
-    assert len(names) == 1
-    node = next(n for n in graph.graph.node if n.name == names[0])
-    weight = next(i for i in graph.graph.initializer if i.name in node.input)
-    assert list(weight.dims)[-1] == len(LABELS)  # the projection to the 9 labels
+    assert len(names) == 1 + 2  # the head, and the feed-forward output projection of each of the 2 layers
+    nodes = {n.name: n for n in graph.graph.node}
+    inits = {i.name: i for i in graph.graph.initializer}
+    dims = [list(next(inits[x] for x in nodes[name].input if x in inits).dims) for name in names]
+    assert dims[0][-1] == len(LABELS)  # first the projection to the 9 labels
+    assert all(d == [64, 32] for d in dims[1:])  # then intermediate (64) -> hidden (32): FFN outputs
 
 
 # ---------------------------------------------------------------------------------------------

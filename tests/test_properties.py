@@ -34,14 +34,17 @@ def model(request, artifact_factory):
 def test_spans_inside_ordered_and_independent_of_batching(model, texts, agg):
     ents = model.predict(texts, aggregation=agg)
     for text, es in zip(texts, ents):
-        prev_end = -1
+        prev_start, prev_end = -1, -1
         for e in es:
             assert 0 <= e["start"] < e["end"] <= len(text), (text, e)
             if agg != "none":
-                assert e["start"] >= prev_end, f"overlap or disorder in {es}"
-                prev_end = e["end"]
+                # Ordered, and no overlap beyond one character: the pipeline itself gives two
+                # entities the same character when one character is split into several tokens
+                # (byte-level BPE bytes of 'ñ', Metaspace's lone '▁' mapped onto the next character).
+                assert e["start"] >= prev_end - 1 and e["start"] >= prev_start, f"overlap or disorder in {es}"
+                prev_start, prev_end = e["start"], e["end"]
             assert 0.0 <= e["score"] <= 1.0 + 1e-6
-            if agg == "simple" and model.manifest.raw.get("model_type") == "roberta":
+            if agg == "simple" and model.manifest.raw.get("model_type") == "roberta" and "\ufffd" not in e["word"]:
                 # byte-level BPE loses nothing: the group's word is its text slice (plus the leading space marker)
                 assert e["word"].strip() == text[e["start"] : e["end"]].strip(), (text, e)
     # batch size and input order do not change anything

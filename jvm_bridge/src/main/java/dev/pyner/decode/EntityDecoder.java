@@ -239,7 +239,7 @@ public final class EntityDecoder {
                 label = argmax(probs[best]);
                 score = probs[best][label];
             } else {
-                double[] mean = mean64Rows(probs, a, b);
+                float[] mean = mean32Rows(probs, a, b);
                 label = argmax(mean);
                 score = mean[label];
             }
@@ -342,23 +342,28 @@ public final class EntityDecoder {
         return count == 0 ? Double.NaN : total / count;
     }
 
-    /** Column-wise mean64 of rows [from, to). */
-    static double[] mean64Rows(float[][] rows, int from, int to) {
+    /**
+     * Column-wise mean of rows [from, to) exactly as numpy's {@code np.nanmean(rows, axis=0)} on
+     * float32 (the pipeline's {@code average} strategy): float32 sums, sequential over rows, NaNs
+     * skipped, then one division computed in float64 and rounded to float32. Its argmax decides the
+     * word's label, so it must match the pipeline bit for bit, not only within a tolerance.
+     */
+    static float[] mean32Rows(float[][] rows, int from, int to) {
         int c = rows[from].length;
-        double[] total = new double[c];
+        float[] total = new float[c];
         int[] count = new int[c];
         for (int r = from; r < to; r++) {
             for (int j = 0; j < c; j++) {
-                double v = rows[r][j];
-                if (!Double.isNaN(v)) {
+                float v = rows[r][j];
+                if (!Float.isNaN(v)) {
                     total[j] += v;
                     count[j]++;
                 }
             }
         }
-        double[] out = new double[c];
+        float[] out = new float[c];
         for (int j = 0; j < c; j++) {
-            out[j] = total[j] / count[j]; // 0/0 -> NaN, as numpy
+            out[j] = (float) ((double) total[j] / (double) count[j]); // 0/0 -> NaN, as numpy
         }
         return out;
     }
