@@ -36,7 +36,8 @@ def test_spans_inside_ordered_and_independent_of_batching(model, texts, agg):
     for text, es in zip(texts, ents):
         prev_start, prev_end = -1, -1
         for e in es:
-            assert 0 <= e["start"] < e["end"] <= len(text), (text, e)
+            # inside the text; possibly empty: byte-level BPE trims a lone space token to (i, i), as the pipeline does
+            assert 0 <= e["start"] <= e["end"] <= len(text), (text, e)
             if agg != "none":
                 # Ordered, and no overlap beyond one character: the pipeline itself gives two
                 # entities the same character when one character is split into several tokens
