@@ -14,7 +14,7 @@ SENTENCES := "Angela Merkel met Emmanuel Macron in Berlin on Tuesday to discuss 
 demo: env
 	@test -f $(DEMO)/pyner.json || .venv/bin/pyner package -o $(DEMO)
 	.venv/bin/pyner verify $(DEMO)
-	.venv/bin/pyner predict $(DEMO) $(SENTENCES)
+	.venv/bin/pyner predict $(DEMO) --format text $(SENTENCES)
 
 env:
 	@scripts/bootstrap >/dev/null

@@ -51,6 +51,19 @@ def test_predict_args_jsonl_and_text_files_keep_order(art, tmp_path):
     assert [row["entities"] for row in rows] == want
 
 
+def test_predict_text_format(art):
+    import pyner
+
+    text = "Angela Merkel met Emmanuel Macron in Berlin."
+    ents = pyner.load(art).predict([text])[0]
+    r = run("predict", art, text, "--format", "text")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == text
+    want = ", ".join(f"{e['entity_group']} {e['word']!r} {e['score']:.2f}" for e in ents) or "(no entities)"
+    assert lines[1] == "    " + want
+
+
 def test_predict_streams_more_than_one_chunk(art, tmp_path):
     from pyner.cli.predict import CHUNK_TEXTS
 

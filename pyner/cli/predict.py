@@ -38,6 +38,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads (default: physical cores)")
     p.add_argument("--providers", nargs="*", default=None, help="execution providers, e.g. cuda cpu (default: cpu)")
     p.add_argument("--no-check", action="store_true", help="skip the checksum check on load (faster start)")
+    p.add_argument("--format", choices=("jsonl", "text"), default="jsonl",
+                   help="jsonl (default): one JSON object per input; text: the text, then its entities as LABEL 'word' score")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -84,6 +86,13 @@ def _chunks(records: Iterator[tuple[object, str]], n: int) -> Iterator[list[tupl
             chunk = []
     if chunk:
         yield chunk
+
+
+def _format(fmt: str, rid: object, text: str, ents: list[dict]) -> str:
+    if fmt == "jsonl":
+        return json.dumps({"id": rid, "text": text, "entities": ents}, ensure_ascii=False) + "\n"
+    shown = ", ".join(f"{e.get('entity_group', e.get('entity'))} {e['word']!r} {e['score']:.2f}" for e in ents)
+    return f"{text}\n    {shown or '(no entities)'}\n"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -139,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
                     max_batch_tokens=args.max_batch_tokens,
                 )
                 for (rid, text), ents in zip(chunk, entities):
-                    out.write(json.dumps({"id": rid, "text": text, "entities": ents}, ensure_ascii=False) + "\n")
+                    out.write(_format(args.format, rid, text, ents))
                 count += len(chunk)
                 if progress is not None:
                     progress.update(sum(len(t.encode("utf-8")) + 1 for _, t in chunk))
