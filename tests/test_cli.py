@@ -56,7 +56,7 @@ def test_predict_text_format(art):
 
     text = "Angela Merkel met Emmanuel Macron in Berlin."
     ents = pyner.load(art).predict([text])[0]
-    r = run("predict", art, text, "--format", "text")
+    r = run("predict", art, "--format", "text", text)  # options between positionals
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     assert lines[0] == text

@@ -65,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=f"pyner {verb}", description=summary[0].upper() + summary[1:] + ".")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     module.add_arguments(parser)
-    args = parser.parse_args(argv[1:])
+    # intermixed: options may come between positionals (`pyner predict DIR --format text "a text"`)
+    args = parser.parse_intermixed_args(argv[1:])
     try:
         return int(module.run(args) or 0)
     except PynerError as exc:
