@@ -1,7 +1,7 @@
 // The JVM in-process contender of the `realtext` scenario (bench/realtext.py runs it).
 //
 // Launched as a single-file source program (Java 11+):
-//   java -cp <jvm_bridge classes + dependencies> bench/JvmBench.java ARTIFACT TEXTS.json OUT.json THREADS MIN_SECONDS MIN_REPS
+//   java -cp <jvm_bridge classes + dependencies> bench/JvmBench.java ARTIFACT TEXTS.json OUT.json THREADS MIN_SECONDS MIN_REPS [wall|cpu]
 // It loads the artifact with dev.pyner.PynerModel (as a Scala or Java pipeline would), runs one
 // full warm-up pass (JIT), then times predict(texts, SIMPLE) until MIN_REPS passes and MIN_SECONDS
 // are done, and writes {"median_s", "reps", "times_s", "entities"} as JSON. Timing happens inside
@@ -29,6 +29,9 @@ public class JvmBench {
         int threads = Integer.parseInt(args[3]);
         double minSeconds = Double.parseDouble(args[4]);
         int minReps = Integer.parseInt(args[5]);
+        // "cpu": this thread's CPU time (with one ORT thread, inference runs on the calling thread)
+        boolean cpu = args.length > 6 && args[6].equals("cpu");
+        java.lang.management.ThreadMXBean mx = java.lang.management.ManagementFactory.getThreadMXBean();
         Gson gson = new Gson();
         List<String> texts = gson.fromJson(Files.readString(textsFile, StandardCharsets.UTF_8),
                 new TypeToken<List<String>>() {}.getType());
@@ -38,9 +41,9 @@ public class JvmBench {
             List<List<Entity>> result = null;
             double total = 0;
             while (times.size() < minReps || total < minSeconds) {
-                long t0 = System.nanoTime();
+                long t0 = cpu ? mx.getCurrentThreadCpuTime() : System.nanoTime();
                 result = model.predict(texts, AggregationStrategy.SIMPLE);
-                double dt = (System.nanoTime() - t0) / 1e9;
+                double dt = ((cpu ? mx.getCurrentThreadCpuTime() : System.nanoTime()) - t0) / 1e9;
                 times.add(dt);
                 total += dt;
             }

@@ -62,7 +62,7 @@ def run(ctx: Context) -> None:
     ctx.log(f"[{NAME}] GEMM peaks (the best of every kernel and shape), {ctx.threads} threads")
 
     def point(kernel: str, precision: str, shape_name: str, fn, shape):
-        t = timeit(fn, min_time=ctx.seconds, min_reps=max(3, ctx.min_reps()), warmup=1)
+        t = timeit(fn, min_time=ctx.seconds, min_reps=max(3, ctx.min_reps()), warmup=1, clock=ctx.clock)
         m, k, nn = shape
         gflops = 2.0 * m * k * nn / t["min_s"] / 1e9
         res.row(NAME, group="gemm", config=f"{kernel} {shape_name} {m}x{k}x{nn}", engine=kernel, precision=precision,

@@ -52,7 +52,7 @@ def _command(argv) -> str:
 
 
 def main(*, scenarios=None, quick=False, model=None, out=None, threads=None, seconds=None, batch_sizes=None,
-         cache=None, texts=None, argv=None) -> tuple[int, Path, list[str]]:
+         cache=None, texts=None, clock="wall", argv=None) -> tuple[int, Path, list[str]]:
     """Run the benchmark. Returns (exit code, results folder, missing-dependency install hints)."""
     chosen = validate(scenarios, model)
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
@@ -60,12 +60,12 @@ def main(*, scenarios=None, quick=False, model=None, out=None, threads=None, sec
     out.mkdir(parents=True, exist_ok=True)
     threads = threads or os.cpu_count() or 1
     meta = {"started_utc": stamp, "command": _command(argv), "quick": quick,
-            "scenarios": chosen, "model": model, "threads": threads, "machine": machine_info()}
+            "scenarios": chosen, "model": model, "threads": threads, "clock": clock, "machine": machine_info()}
     results = Results(out, meta)
     ctx = Context(results=results, quick=quick, threads=threads, model=model,
                   cache=Path(cache) if cache else default_cache(), out=out,
                   seconds=seconds if seconds is not None else (0.5 if quick else 3.0),
-                  options={"batch_sizes": batch_sizes, "texts": texts})
+                  options={"batch_sizes": batch_sizes, "texts": texts}, clock=clock)
     ctx.cache.mkdir(parents=True, exist_ok=True)
     print(f"pyner bench: results in {out}", flush=True)
     missing: list[str] = []

@@ -144,4 +144,4 @@ def timeit_point(ctx: Context, fn) -> dict:
     reps = ctx.min_reps()
     if not ctx.quick and first > 2.0:
         reps = 2
-    return timeit(fn, min_time=ctx.seconds, min_reps=reps, warmup=0)
+    return timeit(fn, min_time=ctx.seconds, min_reps=reps, warmup=0, clock=ctx.clock)

@@ -33,6 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="minimum measuring time per point (default 3, --quick 0.5)")
     parser.add_argument("--batch-sizes", metavar="LIST", help="worst-case batch sizes, comma separated (e.g. 1,8,64)")
     parser.add_argument("--texts", type=int, metavar="N", help="use only the first N WikiGold sentences/documents")
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                        help="wall time (default), or CPU time of the measured process: with --threads 1 it is what "
+                             "a run takes on an idle core, on a machine shared with others")
     parser.add_argument("--cache", metavar="DIR",
                         help="where built checkpoints and artifacts are kept between runs "
                              "(default: $PYNER_BENCH_CACHE or ~/.cache/pyner/bench)")
@@ -89,7 +92,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         code, out, missing = driver.main(
             scenarios=args.scenario, quick=args.quick, model=args.model, out=args.out, threads=args.threads,
-            seconds=args.seconds, batch_sizes=sizes, cache=args.cache, texts=args.texts, argv=sys.argv)
+            seconds=args.seconds, batch_sizes=sizes, cache=args.cache, texts=args.texts,
+            clock=args.clock, argv=sys.argv)
     except driver.BenchUsage as exc:
         raise UsageError(str(exc)) from exc
     if missing:
