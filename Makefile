@@ -22,7 +22,7 @@ env:
 ## test: set up everything and run all tests (Python, JVM parity, Scala sample)
 test: env jvm
 	.venv/bin/python -m pytest -q tests
-	$(MAKE) test-scala
+	sbt-sample/sbtw test
 
 test-python: env
 	.venv/bin/python -m pytest -q tests
