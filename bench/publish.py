@@ -23,13 +23,16 @@ def main() -> int:
     from pyner_bench.common import Results
     from pyner_bench.report import summary_markdown
 
+    from pyner_bench.report import make_plots
+
     figures = Path(__file__).resolve().parent / "figures"
     figures.mkdir(exist_ok=True)
-    for png in sorted(run.glob("fig_*.png")):
-        shutil.copyfile(png, figures / png.name)
     results = Results.__new__(Results)
     results.out = run
     results.data = json.loads((run / "results.json").read_text(encoding="utf-8"))
+    make_plots(results)  # re-drawn from results.json with the current plotting code
+    for png in sorted(run.glob("fig_*.png")):
+        shutil.copyfile(png, figures / png.name)
     text = summary_markdown(results).replace("](fig_", "](bench/figures/fig_")
     print(text)
     return 0

@@ -117,7 +117,9 @@ def _plot_worstcase(results: Results, plt) -> Path | None:
         a.set_xlabel("batch size (documents of 256 tokens)")
         a.grid(alpha=0.3)
     a1.set_ylabel("documents / s")
-    a1.set_title(f"Worst case: {model}, 256 tokens, {results.data['meta']['threads']} threads")
+    meta = results.data["meta"]
+    clock = " (CPU time)" if meta.get("clock") == "cpu" else ""
+    a1.set_title(f"Worst case: {model}, 256 tokens, {meta['threads']} thread(s){clock}")
     a2.axhline(1.0, color="#7f7f7f", lw=1)
     a2.set_ylabel("x PyTorch eager fp32 (same batch)")
     a2.set_title("Speed-up over PyTorch, same run")
@@ -144,7 +146,9 @@ def _plot_realtext(results: Results, plt) -> Path | None:
             ax.annotate(label, (b.get_x() + b.get_width() / 2, b.get_height()), ha="center", va="bottom", fontsize=8)
         ax.set_xticks(range(len(rs)), [n.replace("-", "\n", 1) for n in names], fontsize=7)
         ax.set_ylabel(rs[0]["unit"])
-        ax.set_title(f"WikiGold {g} ({rs[0]['items']}), end to end")
+        clock = ", CPU time" if results.data["meta"].get("clock") == "cpu" else ""
+        ax.set_title(f"WikiGold {g} ({rs[0]['items']}), end to end, {results.data['meta']['threads']} thread(s){clock}",
+                     fontsize=9)
         ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     path = results.out / "fig_realtext.png"
@@ -236,7 +240,7 @@ def summary_markdown(results: Results) -> str:
              f"- command: `{meta.get('command')}`",
              f"- machine: {machine_line(meta)}",
              f"- versions: {', '.join(f'{k} {v}' for k, v in meta.get('machine', {}).get('versions', {}).items())}",
-             f"- threads per engine: {meta.get('threads')}; quick: {meta.get('quick')}", ""]
+             f"- threads per engine: {meta.get('threads')}; clock: {meta.get('clock', 'wall')}; quick: {meta.get('quick')}", ""]
     lines += ["## Targets (issue 8), ratios from this run", "", "| target | required | measured | met |", "|---|---|---|---|"]
     for t in targets(results):
         met = {True: "yes", False: "**no**", None: "not measured"}[t["met"]]
