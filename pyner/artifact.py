@@ -14,7 +14,7 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -201,13 +201,3 @@ def atomic_dir(target: str | os.PathLike, *, force: bool = False) -> Iterator[Pa
         shutil.rmtree(tmp, ignore_errors=True)
         raise
 
-
-@dataclass
-class Window:
-    """One model window of a text: what the tokenizer produced (what golden fixtures record)."""
-
-    input_ids: list[int]
-    type_ids: list[int]
-    offsets: list[tuple[int, int]]
-    special_tokens_mask: list[int]
-    extra: dict[str, Any] = field(default_factory=dict)
