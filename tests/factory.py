@@ -248,3 +248,16 @@ def oracle_word_tags(ckpt, word_lists) -> list[list[str]]:
                 tags.append(labels[ids[pos]])
         out.append(tags)
     return out
+
+
+def bytes_to_unicode() -> dict[int, str]:
+    """The GPT-2 byte -> printable-character table that byte-level BPE uses (as docs/decoding.md states it)."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAC + 1)) + list(range(0xAE, 0xFF + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return {b: chr(c) for b, c in zip(bs, cs)}

@@ -104,18 +104,9 @@ DECODER_SPECS = {
 
 def _byte_level_tokens(text: str) -> list[str]:
     """GPT-2 byte-level token strings of `text`, one per byte (so multi-byte characters split)."""
-    from tokenizers import pre_tokenizers
+    from factory import bytes_to_unicode
 
-    alphabet = pre_tokenizers.ByteLevel.alphabet()  # noqa: F841 (documents where the map comes from)
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    table = dict(zip(bs, (chr(c) for c in cs)))
+    table = bytes_to_unicode()
     return [table[b] for b in text.encode("utf-8")]
 
 

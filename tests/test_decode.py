@@ -428,21 +428,7 @@ def test_empty_windows_and_all_special():
 
 # -- the word-construction rules of docs/decoding.md, checked against the real decoders ---------
 
-def _bytes_to_unicode() -> dict[int, str]:
-    """The GPT-2 byte <-> printable-character table that ByteLevel uses (as stated in the spec)."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("\u00a1"), ord("\u00ac") + 1)) \
-        + list(range(ord("\u00ae"), ord("\u00ff") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return {b: chr(c) for b, c in zip(bs, cs)}
-
-
-_CHAR_BYTES = {c: b for b, c in _bytes_to_unicode().items()}
+_CHAR_BYTES = {c: b for b, c in factory.bytes_to_unicode().items()}
 _CLEANUP = ((" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"), (" 'm", "'m"),
             (" do not", " don't"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re"))
 
