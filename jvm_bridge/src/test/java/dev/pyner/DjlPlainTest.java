@@ -107,8 +107,13 @@ class DjlPlainTest {
         return true;
     }
 
+    /** The first 400 chars, never ending on half a surrogate pair (an unpaired surrogate cannot be written as UTF-8). */
     static String cut(String s) {
-        return s.length() <= 400 ? s : s.substring(0, 400) + " ...";
+        if (s.length() <= 400) {
+            return s;
+        }
+        int end = Character.isHighSurrogate(s.charAt(399)) ? 399 : 400;
+        return s.substring(0, end) + " ...";
     }
 
     static boolean sameSpans(NamedEntity[] got, JsonArray want) {
