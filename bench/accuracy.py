@@ -60,12 +60,12 @@ def tag_agreement(a, b) -> float:
     return same / n if n else 1.0
 
 
-def build(ckpt: Path, work: Path, precision: str, *, exclude=None, name=None) -> Path:
+def build(ckpt: Path, work: Path, precision: str, *, exclude=None, name=None, policy=None) -> Path:
     from pyner_export.package import package
 
     out = work / (name or precision)
     t0 = time.perf_counter()
-    package(ckpt, out, precision=precision, guard=False, force=True, quiet=True, int8_exclude=exclude)
+    package(ckpt, out, precision=precision, guard=False, force=True, quiet=True, int8_policy=policy, int8_exclude=exclude)
     print(f"  packaged {out.name} in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
     return out
 
@@ -78,6 +78,7 @@ def main(argv=None) -> int:
     ap.add_argument("--limit", type=int, default=None, help="first N sentences of each set (default: all)")
     ap.add_argument("--precisions", default=",".join(PRECISIONS))
     ap.add_argument("--naive-int8", action="store_true", help="also score int8 with every MatMul quantized (no exclusions)")
+    ap.add_argument("--fast-int8", action="store_true", help="also score int8 with the fast policy (--int8-policy head)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--reuse", action="store_true", help="reuse artifacts already under --work")
     args = ap.parse_args(argv)
@@ -98,14 +99,16 @@ def main(argv=None) -> int:
         ckpt_dir = ensure_demo_checkpoint()
     work = Path(args.work)
     precisions = [p for p in args.precisions.split(",") if p]
-    variants = [(p, p, None) for p in precisions]
+    variants = [(p, p, None, None) for p in precisions]
+    if args.fast_int8:
+        variants.append(("int8", "int8-head", None, "head"))
     if args.naive_int8:
-        variants.append(("int8", "int8-naive", []))
+        variants.append(("int8", "int8-naive", [], None))
     arts = {}
-    for precision, name, exclude in variants:
+    for precision, name, exclude, policy in variants:
         folder = work / name
         if not (args.reuse and (folder / "pyner.json").is_file()):
-            folder = build(ckpt_dir, work, precision, exclude=exclude, name=name)
+            folder = build(ckpt_dir, work, precision, exclude=exclude, name=name, policy=policy)
         arts[name] = load(folder, threads=args.threads)
 
     ckpt = inspect_checkpoint(ckpt_dir)
@@ -142,8 +145,6 @@ def main(argv=None) -> int:
     verdicts = {}
     for name in arts:
         base = name.split("-")[0]
-        if name not in PRECISIONS:
-            continue
         drops = [results["sets"][s]["engines"][f"artifact-{name}"]["drop"] for s in SETS]
         worst = max(drops)
         ok = (all(results["sets"][s]["engines"][f"artifact-{name}"]["identical_to_pytorch"] for s in SETS)

@@ -113,14 +113,6 @@ class Model:
         """A pyner artifact of this model at `precision`, made by `pyner package` (guard off: speed only)."""
         if precision in self.given_artifacts:
             return self.given_artifacts[precision]
-        if precision == "int8-head":
-            out = self.cache / f"artifact-int8-head-{self.key()}"
-            if not (out / "pyner.json").is_file():
-                try:
-                    _int8_head_only(self.artifact("fp32"), out)
-                except ImportError as exc:
-                    raise Skip(f"the head-only int8 variant needs pyner_export.int8: {exc}") from exc
-            return out
         if self.checkpoint is None:
             have = ", ".join(sorted(self.given_artifacts)) or "none"
             raise Skip(f"no {precision} artifact given (have: {have}) and no checkpoint to package one from")
@@ -131,41 +123,13 @@ class Model:
             except ImportError as exc:
                 raise Skip(f"`pyner package` (pyner_export.package) is not available: {exc}") from exc
             print(f"  packaging {self.name} at {precision} into {out} ...", flush=True)
-            package(self.checkpoint, out, precision=precision, quiet=True, guard=False, force=True)
+            # "int8-head": `pyner package --precision int8 --int8-policy head` (the fast int8 policy)
+            kind, policy = ("int8", "head") if precision == "int8-head" else (precision, None)
+            package(self.checkpoint, out, precision=kind, int8_policy=policy, quiet=True, guard=False, force=True)
         return out
 
 
 _EXPORT_DIGEST: list[str] = []
-
-
-def _int8_head_only(fp32_artifact: Path, out: Path) -> None:
-    """A copy of the fp32 artifact quantized with the int8 policy that keeps only the head float32.
-
-    The shipped int8 policy (export/int8.py) also keeps every feed-forward output projection float32
-    for accuracy; this variant shows what that costs in speed, side by side. Golden fixtures are the
-    fp32 ones (not re-computed): the variant is for timing and agreement counts only.
-    """
-    import onnx
-
-    from pyner.artifact import MANIFEST, finalize_manifest
-    from pyner_export.int8 import head_matmuls, quantize_int8
-
-    print(f"  building the head-only int8 variant in {out} ...", flush=True)
-    tmp = out.with_name(out.name + f".tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(fp32_artifact, tmp)
-    src = tmp / "model.fp32.onnx"
-    os.replace(tmp / "model.onnx", src)
-    record = quantize_int8(src, tmp / "model.onnx", exclude=head_matmuls(onnx.load(str(src), load_external_data=False)))
-    src.unlink()
-    record["policy"] = "head (bench variant)"
-    manifest = json.loads((tmp / MANIFEST).read_text(encoding="utf-8"))
-    manifest.update(precision="int8", quantization=record)
-    manifest.pop("files", None)
-    finalize_manifest(tmp, manifest)
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
 
 
 def _export_source_digest() -> str:

@@ -12,10 +12,18 @@ from typing import Any
 
 import numpy as np
 
-MIN_AGREEMENT = 0.995
-# fp32 must reproduce PyTorch's logits; reduced precisions are judged by agreement and F1 only.
+# Per-precision thresholds. fp32 must reproduce PyTorch's logits (its F1 is then PyTorch's); fp16
+# may lose at most 0.1 F1 point, int8 at most 1.0 (the accuracy targets). Per-token agreement on the
+# golden texts is a sanity floor that also applies without --eval-data: int8 rounds every
+# activation, so near-tie tokens flip (the demo model's int8 agrees on 99.1-99.2% and keeps F1 within
+# 0.6 point); a broken export agrees on far less.
+MIN_AGREEMENT = {"fp32": 0.995, "fp16": 0.995, "int8": 0.985}
+DEFAULT_MAX_F1_DROP = {"fp32": 0.1, "fp16": 0.1, "int8": 1.0}
 FP32_MAX_LOGIT_DIFF = 1e-3
-DEFAULT_MAX_F1_DROP = 0.5
+
+
+def default_max_f1_drop(precision: str) -> float:
+    return DEFAULT_MAX_F1_DROP[precision]
 
 
 def torch_window_logits(torch_model, input_names: Sequence[str], pad_id: int, *, batch_size: int = 16):
@@ -69,20 +77,25 @@ def compare_tokens(model, torch_logits, texts: Sequence[str]) -> dict[str, Any]:
 
 def run_guard(model, torch_model, *, precision: str, texts: Sequence[str], input_names: Sequence[str], pad_id: int,
               eval_sentences=None, eval_name: str | None = None, label_scheme: str = "IOB2",
-              max_f1_drop: float = DEFAULT_MAX_F1_DROP, enabled: bool = True) -> dict[str, Any]:
-    """Compute the guard report (the manifest's "guard"); `passed` says whether the thresholds hold."""
+              max_f1_drop: float | None = None, enabled: bool = True) -> dict[str, Any]:
+    """Compute the guard report (the manifest's "guard"); `passed` says whether the thresholds hold.
+
+    `max_f1_drop` None takes the precision's default (DEFAULT_MAX_F1_DROP)."""
     from .evaldata import entity_f1, predict_word_tags
 
+    min_agreement = MIN_AGREEMENT[precision]
+    if max_f1_drop is None:
+        max_f1_drop = default_max_f1_drop(precision)
     torch_logits = torch_window_logits(torch_model, input_names, pad_id)
     report: dict[str, Any] = {"enabled": bool(enabled), "reference": "pytorch"}
     report.update(compare_tokens(model, torch_logits, texts))
-    report["min_agreement"] = MIN_AGREEMENT
+    report["min_agreement"] = min_agreement
     report["max_logit_diff"] = FP32_MAX_LOGIT_DIFF if precision == "fp32" else None
     report["max_f1_drop"] = max_f1_drop
     failures = []
-    if report["token_agreement"] < MIN_AGREEMENT:
+    if report["token_agreement"] < min_agreement:
         failures.append(f"per-token agreement with PyTorch {100 * report['token_agreement']:.2f}% "
-                        f"is below {100 * MIN_AGREEMENT:.1f}% ({report['tokens']} tokens of the golden texts)")
+                        f"is below {100 * min_agreement:.1f}% for {precision} ({report['tokens']} tokens of the golden texts)")
     if precision == "fp32" and not report["max_abs_logit_diff"] <= FP32_MAX_LOGIT_DIFF:
         failures.append(f"fp32 logits differ from PyTorch by {report['max_abs_logit_diff']:.3g} (limit {FP32_MAX_LOGIT_DIFF:g})")
     report["f1"] = None
@@ -98,7 +111,7 @@ def run_guard(model, torch_model, *, precision: str, texts: Sequence[str], input
                         if label_scheme in ("IOB2", "IOBES") else "seqeval conlleval"}
         if drop > max_f1_drop:
             failures.append(f"entity F1 drops {drop:.2f} points ({f_torch:.2f} -> {f_art:.2f}) on {eval_name}, "
-                            f"more than --max-f1-drop {max_f1_drop:g}")
+                            f"more than the {precision} limit --max-f1-drop {max_f1_drop:g}")
     report["passed"] = not failures
     report["failures"] = failures
     return report

@@ -100,24 +100,32 @@ def serving_properties(input_names: list[str], max_length: int) -> str:
     ])
 
 
-def check_options(precision: str, opset: int, max_f1_drop: float) -> None:
+def check_options(precision: str, opset: int, max_f1_drop: float | None, int8_policy: str | None = None) -> None:
     if precision not in art.PRECISIONS:
         raise UsageError(f"unknown precision {precision!r}; choose one of: {', '.join(art.PRECISIONS)}")
+    if int8_policy is not None:
+        from .int8 import POLICIES
+
+        if int8_policy not in POLICIES:
+            raise UsageError(f"unknown --int8-policy {int8_policy!r}; choose one of: {', '.join(POLICIES)}")
+        if precision != "int8":
+            raise UsageError(f"--int8-policy applies to --precision int8 only (got --precision {precision})")
     if opset not in OPSETS:
         raise UsageError(f"--opset {opset} is not supported; choose {OPSETS.start}..{OPSETS.stop - 1} (default {DEFAULT_OPSET})")
-    if not max_f1_drop >= 0:
+    if max_f1_drop is not None and not max_f1_drop >= 0:
         raise UsageError(f"--max-f1-drop must be >= 0 points, got {max_f1_drop}")
 
 
 def package(model_dir, out_dir, *, precision: str = "fp32", max_length: int | None = None, stride: int | None = None,
-            opset: int = DEFAULT_OPSET, eval_data=None, max_f1_drop: float = 0.5, guard: bool = True,
-            force: bool = False, quiet: bool = False, int8_exclude: list[str] | None = None) -> dict[str, Any]:
+            opset: int = DEFAULT_OPSET, eval_data=None, max_f1_drop: float | None = None, guard: bool = True,
+            force: bool = False, quiet: bool = False, int8_policy: str | None = None,
+            int8_exclude: list[str] | None = None) -> dict[str, Any]:
     """Package `model_dir` into the artifact folder `out_dir`; return the manifest written.
 
     Raises UsageError (bad options), InputError (bad checkpoint or evaluation file), ArtifactError
     (output exists without `force`), GuardError (accuracy guard refused; nothing written).
     """
-    check_options(precision, opset, max_f1_drop)
+    check_options(precision, opset, max_f1_drop, int8_policy)
     out = Path(out_dir)
     if out.exists() and not force:
         raise art.ArtifactError(f"output folder exists: {out.absolute()}", hint="choose another -o, or pass --force to replace it")
@@ -142,7 +150,7 @@ def package(model_dir, out_dir, *, precision: str = "fp32", max_length: int | No
             work = Path(work)
             manifest = _build(ckpt, folder, work, precision=precision, max_length=max_length, stride=stride,
                               opset=opset, eval_sentences=eval_sentences, eval_name=str(eval_data) if eval_data else None,
-                              max_f1_drop=max_f1_drop, guard=guard, int8_exclude=int8_exclude, digest=digest,
+                              max_f1_drop=max_f1_drop, guard=guard, int8_policy=int8_policy, int8_exclude=int8_exclude, digest=digest,
                               timings=timings, progress=progress)
             timings["total"] = time.perf_counter() - t_all
             manifest["timings_s"] = {k: round(v, 3) for k, v in timings.items()}
@@ -154,7 +162,7 @@ def package(model_dir, out_dir, *, precision: str = "fp32", max_length: int | No
 
 
 def _build(ckpt, folder: Path, work: Path, *, precision, max_length, stride, opset, eval_sentences, eval_name,
-           max_f1_drop, guard, int8_exclude, digest, timings, progress) -> dict[str, Any]:
+           max_f1_drop, guard, int8_policy, int8_exclude, digest, timings, progress) -> dict[str, Any]:
     import onnxruntime
 
     from pyner.golden import GOLDEN_TEXTS, write_golden
@@ -194,9 +202,9 @@ def _build(ckpt, folder: Path, work: Path, *, precision, max_length, stride, ops
     elif precision == "fp16":
         precision_info = to_fp16(optimized, target)
     else:
-        from .int8 import quantize_int8
+        from .int8 import POLICY, quantize_int8
 
-        quantization = quantize_int8(optimized, target, exclude=int8_exclude)
+        quantization = quantize_int8(optimized, target, policy=int8_policy or POLICY, exclude=int8_exclude)
     timings["precision"] = time.perf_counter() - t0
     progress.step("precision")
 
