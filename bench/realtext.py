@@ -276,7 +276,9 @@ def _sidecar(ctx: Context, art: Path, texts: list[str]):
 
     port, mport = _free_port(), _free_port()
     cmd = [sys.executable, "-c", "import sys; from pyner.cli import main; sys.exit(main(sys.argv[1:]))",
-           "serve", str(art), "--port", str(port), "--metrics-port", str(mport), "--threads", str(ctx.threads)]
+           "serve", str(art), "--port", str(port), "--metrics-port", str(mport),
+           # throughput setting on CPU: one model worker per core, one ONNX Runtime thread each
+           "--threads", "1", "--model-workers", str(ctx.threads)]
     log = tempfile.TemporaryFile(mode="w+")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True)
     target = f"127.0.0.1:{port}"

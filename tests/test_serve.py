@@ -421,6 +421,38 @@ def test_batches_hold_many_requests_under_32_concurrent_clients(gated, model):
     assert sample(srv, "pyner_batch_requests_bucket", le="1.0") < n_batches
 
 
+def test_model_workers_run_batches_at_the_same_time(gated, model):
+    """--model-workers 2: a second batch enters the model while the first is still in it; answers unchanged."""
+    srv, gm, c = gated(max_batch_size=1, max_delay_ms=0, model_workers=2)
+    lock, active, peak = threading.Lock(), [0], [0]
+    inner = gm.forward
+
+    def counting(windows, **kwargs):
+        with lock:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+        try:
+            return inner(windows, **kwargs)
+        finally:
+            with lock:
+                active[0] -= 1
+
+    gm.forward = counting
+    texts = TEXTS[:6]
+    gm.gate.clear()
+    with ThreadPoolExecutor(len(texts)) as pool:
+        futures = [pool.submit(c.recognize, [t]) for t in texts]
+        wait_until(lambda: peak[0] == 2, what="two batches inside the model at once")
+        gm.gate.set()
+        results = [f.result(60) for f in futures]
+    assert peak[0] == 2  # never more than the workers
+    tol = model.manifest.score_tolerance
+    for t, r in zip(texts, results):
+        same_entities([e.as_pipeline_dict() for e in r[0]], model.predict([t])[0], tol)
+    with pytest.raises(pyner.errors.UsageError, match="--model-workers must be at least 1"):
+        BatcherConfig(model_workers=0).check()
+
+
 def test_overload_each_request_gets_a_result_or_resource_exhausted(gated, model):
     srv, gm, c = gated(max_queue=4, max_delay_ms=0)
     gm.gate.clear()

@@ -32,6 +32,8 @@ OPTIONS: dict[str, tuple[Callable[[str], Any], Any, str]] = {
     "max-message-bytes": (int, 4 * MiB, "largest request message accepted; larger ones get RESOURCE_EXHAUSTED"),
     "threads": (int, None, "ONNX Runtime intra-op threads (default: ONNX Runtime's choice, the physical cores)"),
     "cpu-threads": (int, 1, "threads for tokenization and decoding, which overlap with inference"),
+    "model-workers": (int, 1, "batches run at the same time, each on its own thread; with --threads 1, one per core "
+                      "serves many short texts faster (docs/serve.md)"),
     "providers": (lambda s: [p for p in s.replace(",", " ").split() if p], None, "execution providers, e.g. 'cuda cpu' (default: cpu)"),
     "tls-cert": (str, None, "PEM server certificate (with --tls-key): serve over TLS"),
     "tls-key": (str, None, "PEM private key of --tls-cert"),
@@ -90,6 +92,7 @@ def config_from_args(args: argparse.Namespace):
     batcher = BatcherConfig(
         max_batch_tokens=o["max_batch_tokens"], max_batch_size=o["max_batch_size"], max_delay_ms=o["max_delay_ms"],
         max_padding=o["max_padding"], max_queue=o["max_queue"], max_queue_tokens=o["max_queue_tokens"], max_texts=o["max_texts"], max_text_chars=o["max_text_chars"],
+        model_workers=o["model_workers"],
     ).check()
     if o["threads"] is not None and o["threads"] < 0:
         raise UsageError(f"--threads must be >= 0, got {o['threads']}")

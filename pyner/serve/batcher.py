@@ -60,11 +60,17 @@ class BatcherConfig:
     max_padding: float = 0.25  # a length bucket's padded tokens may exceed its real tokens by this fraction
     max_texts: int = 256  # texts per request
     max_text_chars: int = 2_000_000  # code points per text (long texts are windowed, never truncated)
+    # batches the model runs at the same time, each on its own thread. With ONNX Runtime at one
+    # intra-op thread (--threads 1), one worker per core keeps every core busy with a whole batch:
+    # short texts at moderate concurrency make small batches, which one run split over two threads
+    # uses poorly (BENCHMARKS.md).
+    model_workers: int = 1
 
     def check(self) -> "BatcherConfig":
         from ..errors import UsageError
 
-        for name in ("max_batch_tokens", "max_batch_size", "max_queue", "max_queue_tokens", "max_texts", "max_text_chars"):
+        for name in ("max_batch_tokens", "max_batch_size", "max_queue", "max_queue_tokens", "max_texts", "max_text_chars",
+                     "model_workers"):
             if getattr(self, name) < 1:
                 raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if self.max_delay_ms < 0:
@@ -164,16 +170,17 @@ class Batcher:
         self._wakeup = asyncio.Event()
         self._closing = False
         self._stopped = False
-        self._model_pool = ThreadPoolExecutor(1, thread_name_prefix="pyner-model")
+        self._model_pool = ThreadPoolExecutor(self.config.model_workers, thread_name_prefix="pyner-model")
         self._cpu_pool = ThreadPoolExecutor(max(1, cpu_threads), thread_name_prefix="pyner-cpu")
-        self._task: asyncio.Task | None = None
+        self._tasks: list[asyncio.Task] = []  # one batch-forming loop per model worker
         self._decoders: set[asyncio.Task] = set()
-        self._in_model: list[_Job] = []  # jobs of the batch the model is running
+        self._in_model: set[_Job] = set()  # jobs of the batches the model is running
 
     # -- lifecycle ------------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._loop(), name="pyner-batcher")
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._loop(), name=f"pyner-batcher-{i}") for i in range(self.config.model_workers)]
 
     @property
     def inflight(self) -> int:
@@ -192,10 +199,11 @@ class Batcher:
         self._closing = True
         self._stopped = True
         self._wakeup.set()
-        if self._task is not None:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
             try:
-                await self._task
+                await task
             except asyncio.CancelledError:
                 pass
         while self._queue:  # only after a drain timeout: answer, do not lose
@@ -367,15 +375,18 @@ class Batcher:
         m.batch_tokens.observe(tokens)
         m.model_windows.inc(len(items))
         loop = asyncio.get_running_loop()
-        self._in_model = jobs
+        self._in_model.update(jobs)
         try:
             scores, seconds = await loop.run_in_executor(self._model_pool, self._forward, [j.windows[i] for j, i in items])
         except Exception as exc:
+            self._in_model.difference_update(jobs)
             log.exception("model failed on a batch of %d windows", len(items))
             for job in jobs:
                 if not job.future.done():
                     job.future.set_exception(exc)
             return
+        # (on cancellation, close() answers the jobs still in _in_model)
+        self._in_model.difference_update(jobs)
         m.inference_time.observe(seconds)
         for (job, i), s in zip(items, scores):
             job.scores[i] = s
