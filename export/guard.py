@@ -15,9 +15,10 @@ import numpy as np
 # Per-precision thresholds. fp32 must reproduce PyTorch's logits (its F1 is then PyTorch's); fp16
 # may lose at most 0.1 F1 point, int8 at most 1.0 (the accuracy targets). Per-token agreement on the
 # golden texts is a sanity floor that also applies without --eval-data: int8 rounds every
-# activation, so near-tie tokens flip (the demo model's int8 agrees on 99.1-99.2% and keeps F1 within
-# 0.6 point); a broken export agrees on far less.
-MIN_AGREEMENT = {"fp32": 0.995, "fp16": 0.995, "int8": 0.985}
+# activation, so near-tie tokens flip (the demo model's int8 agrees on 99.2% with the default policy
+# and 98.4% with --int8-policy head, both within 1 F1 point on the test sets); a broken export
+# agrees on far less.
+MIN_AGREEMENT = {"fp32": 0.995, "fp16": 0.995, "int8": 0.98}
 DEFAULT_MAX_F1_DROP = {"fp32": 0.1, "fp16": 0.1, "int8": 1.0}
 FP32_MAX_LOGIT_DIFF = 1e-3
 

@@ -149,7 +149,7 @@ def test_reduced_precision_agreement(family, precision, artifact_factory, checkp
     folder = artifact_factory(family, precision)
     m = art.load_checked(folder).raw
     guard = m["guard"]
-    floor = {"fp16": 0.995, "int8": 0.985}[precision]  # the guard's per-precision agreement floor
+    floor = {"fp16": 0.995, "int8": 0.98}[precision]  # the guard's per-precision agreement floor
     assert guard["enabled"] and guard["passed"] and guard["min_agreement"] == floor
     assert floor <= guard["token_agreement"] <= 1.0 and guard["tokens"] > 1000
     assert m["golden"]["score_tolerance"] == art.SCORE_TOLERANCE[precision]
@@ -207,7 +207,7 @@ def test_fast_int8_policy_keeps_only_the_head_float(checkpoint_factory, tmp_path
     # 2 layers x (q, k, v, attention output, FFN in, FFN out) weight MatMuls, all quantized
     quantized = [n for n in graph.graph.node if n.op_type in ("MatMulInteger", "DynamicQuantizeMatMul", "MatMulIntegerToFloat")]
     assert len(quantized) == 12
-    assert m["guard"]["passed"] is True and m["guard"]["min_agreement"] == 0.985
+    assert m["guard"]["passed"] is True and m["guard"]["min_agreement"] == 0.98
 
 
 # ---------------------------------------------------------------------------------------------
