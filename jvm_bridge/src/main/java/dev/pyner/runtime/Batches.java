@@ -11,7 +11,7 @@ public final class Batches {
     /** Python's DEFAULT_BATCH_SIZE. */
     public static final int DEFAULT_BATCH_SIZE = 32;
     /** Python's DEFAULT_MAX_BATCH_TOKENS. */
-    public static final int DEFAULT_MAX_BATCH_TOKENS = 4096;
+    public static final int DEFAULT_MAX_BATCH_TOKENS = 2048;
     /** Python's DEFAULT_MAX_PADDING: a batch closes where padding would exceed 5% of its real tokens. */
     public static final double DEFAULT_MAX_PADDING = 0.05;
 
