@@ -51,6 +51,10 @@ def targets(results: Results) -> list[dict]:
     c = checks.get("pyner-int8 (sentences)")
     add("real-text sentences: pyner int8 / transformers' pipeline", 4.0, rt_ratio("sentences", "pyner-int8"),
         "sentences/s", note="" if c is None else f"entity F1 vs pipeline {c['entity_f1']:.4f}")
+    agree = results.scenario("realtext").get("facts", {}).get("agreement pyner-int8-head (sentences) vs pipeline-pytorch-fp32") \
+        if "realtext" in results.data["scenarios"] else None
+    add("real-text sentences: pyner int8 --int8-policy head / transformers' pipeline", 4.0, rt_ratio("sentences", "pyner-int8-head"),
+        "sentences/s", note="" if not isinstance(agree, dict) else f"entity F1 vs pipeline {agree['entity_f1']:.4f}")
     base, fp32 = _best(wc, "pytorch-fp32"), None
     for cfg in ("ort-fp32-optimized", "ort-fp32-plain"):
         b = _best(wc, cfg)
@@ -66,6 +70,9 @@ def targets(results: Results) -> list[dict]:
     i8 = _best(wc, "ort-int8")
     add("256-token worst case: ORT int8 / PyTorch eager (best batch each)", 2.5,
         i8["throughput"] / base["throughput"] if base and i8 else None, "docs/s")
+    i8h = _best(wc, "ort-int8-head-only")
+    add("256-token worst case: ORT int8 --int8-policy head / PyTorch eager (best batch each)", 2.5,
+        i8h["throughput"] / base["throughput"] if base and i8h else None, "docs/s")
     jvm, py = _at(rt, "jvm-fp32", group="sentences"), _at(rt, "pyner-fp32", group="sentences")
     add("JVM in-process / Python runtime (same fp32 artifact, sentences)", 0.9,
         jvm["throughput"] / py["throughput"] if jvm and py else None, "sentences/s")
