@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-DATA = Path(os.environ.get("PYNER_DATA_DIR", "/work/shared/data")) / "ner"
+DATA = Path(os.environ.get("PYNER_DATA_DIR", REPO.parent / "shared" / "data")) / "ner"  # ../shared beside the checkout
 SETS = {
     "btc-test": DATA / "broad_twitter_corpus" / "test.bio",
     "wikigold": DATA / "wikigold" / "test.bio",

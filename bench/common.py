@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
-DATA_DIR = Path(os.environ.get("PYNER_DATA_DIR", "/work/shared/data"))
+DATA_DIR = Path(os.environ.get("PYNER_DATA_DIR", REPO.parent / "shared" / "data"))  # ../shared beside the checkout
 
 
 class Skip(Exception):

@@ -34,7 +34,8 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
-DEV = Path(os.environ.get("PYNER_DATA_DIR", "/work/shared/data")) / "ner" / "broad_twitter_corpus" / "dev.bio"
+DEV = (Path(os.environ.get("PYNER_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data"))
+       / "ner" / "broad_twitter_corpus" / "dev.bio")
 GELU_OPS = {"Gelu", "FastGelu", "BiasGelu", "QuickGelu"}
 
 

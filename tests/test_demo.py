@@ -20,7 +20,8 @@ from factory import oracle_word_tags
 from pyner import artifact as art
 from pyner.cli import main
 
-DATA = Path(os.environ.get("PYNER_DATA_DIR", "/work/shared/data")) / "ner"
+# the corpora: $PYNER_DATA_DIR, else ../shared/data beside the checkout (as CI lays it out)
+DATA = Path(os.environ.get("PYNER_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data")) / "ner"
 BTC_DEV = DATA / "broad_twitter_corpus" / "dev.bio"
 SLICE = 40  # sentences: enough for a meaningful F1, fast to score
 NEWS = [
