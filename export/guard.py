@@ -23,10 +23,6 @@ DEFAULT_MAX_F1_DROP = {"fp32": 0.1, "fp16": 0.1, "int8": 1.0}
 FP32_MAX_LOGIT_DIFF = 1e-3
 
 
-def default_max_f1_drop(precision: str) -> float:
-    return DEFAULT_MAX_F1_DROP[precision]
-
-
 def torch_window_logits(torch_model, input_names: Sequence[str], pad_id: int, *, batch_size: int = 16):
     """A function windows -> [float32 (T, num_labels)] running PyTorch on right-padded batches."""
     import torch
@@ -86,7 +82,7 @@ def run_guard(model, torch_model, *, precision: str, texts: Sequence[str], input
 
     min_agreement = MIN_AGREEMENT[precision]
     if max_f1_drop is None:
-        max_f1_drop = default_max_f1_drop(precision)
+        max_f1_drop = DEFAULT_MAX_F1_DROP[precision]
     torch_logits = torch_window_logits(torch_model, input_names, pad_id)
     report: dict[str, Any] = {"enabled": bool(enabled), "reference": "pytorch"}
     report.update(compare_tokens(model, torch_logits, texts))

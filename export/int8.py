@@ -15,7 +15,7 @@ POLICY_DESCRIPTION = ("keep float32: the token-classification head (the MatMul p
                       "feed-forward output projection (the MatMul after GELU); quantize every other MatMul per channel")
 FAST_POLICY = "head"
 FAST_POLICY_DESCRIPTION = ("keep float32: the token-classification head only; quantize every other MatMul per channel "
-                           "(~1.6x faster than head+ffn_out on CPU, about twice its logit error)")
+                           "(1.4-1.6x faster than head+ffn_out on CPU, about twice its logit error)")
 
 
 def _producers(graph) -> dict[str, Any]:

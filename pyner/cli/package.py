@@ -32,7 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(default per precision: fp32 0.1, fp16 0.1, int8 1.0 points)")
     p.add_argument("--int8-policy", default=None, metavar="NAME",
                    help="which MatMuls int8 keeps float32: head+ffn_out (default; the classifier and every "
-                        "feed-forward output projection: most accurate) or head (the classifier only: ~1.6x faster "
+                        "feed-forward output projection: most accurate) or head (the classifier only: 1.4-1.6x faster "
                         "on CPU, about twice the logit error); the guard judges either")
     p.add_argument("--no-guard", action="store_true",
                    help="write the artifact even when the accuracy guard fails (recorded in the manifest)")
