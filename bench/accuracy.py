@@ -24,7 +24,10 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-DATA = Path(os.environ.get("PYNER_DATA_DIR", REPO.parent / "shared" / "data")) / "ner"  # ../shared beside the checkout
+sys.path.insert(0, str(REPO / "bench"))  # run as a script: bench/common.py is importable as `common`
+from common import DATA_DIR  # noqa: E402  ($PYNER_DATA_DIR, else ../shared/data beside the checkout)
+
+DATA = DATA_DIR / "ner"
 SETS = {
     "btc-test": DATA / "broad_twitter_corpus" / "test.bio",
     "wikigold": DATA / "wikigold" / "test.bio",

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import shutil
 import sys
@@ -34,8 +33,10 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
-DEV = (Path(os.environ.get("PYNER_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data"))
-       / "ner" / "broad_twitter_corpus" / "dev.bio")
+sys.path.insert(0, str(REPO / "bench"))  # run as a script: bench/common.py is importable as `common`
+from common import DATA_DIR  # noqa: E402  ($PYNER_DATA_DIR, else ../shared/data beside the checkout)
+
+DEV = DATA_DIR / "ner" / "broad_twitter_corpus" / "dev.bio"
 GELU_OPS = {"Gelu", "FastGelu", "BiasGelu", "QuickGelu"}
 
 

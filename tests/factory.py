@@ -13,7 +13,12 @@ makes precision comparisons meaningful and gives the decoders entities to group.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+# The labelled corpora (WikiGold, Broad Twitter Corpus): $PYNER_DATA_DIR/ner, else ../shared/data/ner
+# beside the checkout, as CI lays it out.
+NER_DATA = Path(os.environ.get("PYNER_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data")) / "ner"
 
 FAMILIES = ("bert", "distilbert", "electra", "roberta", "xlm-roberta", "deberta-v2")
 

@@ -9,20 +9,17 @@ the tests into a temporary file.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from factory import oracle_word_tags
+from factory import NER_DATA, oracle_word_tags
 from pyner import artifact as art
 from pyner.cli import main
 
-# the corpora: $PYNER_DATA_DIR, else ../shared/data beside the checkout (as CI lays it out)
-DATA = Path(os.environ.get("PYNER_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data")) / "ner"
-BTC_DEV = DATA / "broad_twitter_corpus" / "dev.bio"
+BTC_DEV = NER_DATA / "broad_twitter_corpus" / "dev.bio"
 SLICE = 40  # sentences: enough for a meaningful F1, fast to score
 NEWS = [
     "Angela Merkel met Emmanuel Macron in Berlin on Tuesday to discuss the European Union budget.",

@@ -17,10 +17,11 @@ from pathlib import Path
 import pytest
 
 from conftest import FAMILIES
+from factory import NER_DATA
 
 from pyner.golden import GOLDEN_TEXTS
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "ner"
+SHARED = NER_DATA
 STRATEGIES = ("none", "simple", "first", "average", "max")
 
 
