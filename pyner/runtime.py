@@ -115,7 +115,6 @@ class Model:
 
     def __init__(self, folder: Path, manifest: Manifest, *, providers: Sequence[str] | None = None, threads: int | None = None):
         import onnxruntime as ort
-        from tokenizers import Tokenizer
 
         from .decode import Decoder
 
@@ -128,14 +127,7 @@ class Model:
         self.stride: int = manifest.stride
         self.input_names: list[str] = manifest.inputs
         tok_info = manifest.tokenizer
-        try:
-            self.tokenizer = Tokenizer.from_file(str(self.folder / _art.TOKENIZER_FILE))
-        except Exception as exc:
-            raise ArtifactError(f"{self.folder / _art.TOKENIZER_FILE}: cannot be loaded by tokenizers ({exc})") from exc
-        self.tokenizer.no_padding()
-        if self.stride >= self.max_length - 2 or self.stride < 0:
-            raise ArtifactError(f"{manifest.path}: stride {self.stride} must be >= 0 and well below max_length {self.max_length}")
-        self.tokenizer.enable_truncation(self.max_length, stride=self.stride, strategy="longest_first", direction="right")
+        self.tokenizer = open_tokenizer(self.folder, manifest)
         self.pad_id = int(tok_info.get("pad_token_id") or 0)
         self.threads = threads
         try:
@@ -167,15 +159,7 @@ class Model:
 
     def encode(self, texts: Sequence[str]) -> list[Encoded]:
         """Tokenize texts into windows of at most max_length tokens overlapping by `stride`."""
-        texts = check_texts(texts)
-        if not texts:
-            return []
-        encodings = self.tokenizer.encode_batch(texts, add_special_tokens=True)
-        out = []
-        for text, enc in zip(texts, encodings):
-            windows = [enc, *enc.overflowing]
-            out.append(Encoded(text, tuple(_window(e) for e in windows)))
-        return out
+        return encode_texts(self.tokenizer, texts)
 
     def forward(
         self,
@@ -255,6 +239,33 @@ class Model:
 
     def __repr__(self) -> str:
         return f"pyner.Model({str(self.folder)!r}, precision={self.precision}, labels={len(self.labels)}, max_length={self.max_length})"
+
+
+def open_tokenizer(folder: str | os.PathLike, manifest: Manifest):
+    """The artifact's tokenizer, set up as the runtime uses it: no padding, truncation at max_length with
+    the artifact's stride (overflowing windows). Needs no ONNX Runtime session: the export stage tokenizes
+    its guard texts with it before the model is converted (one model in memory at a time)."""
+    from tokenizers import Tokenizer
+
+    path = Path(folder) / _art.TOKENIZER_FILE
+    try:
+        tokenizer = Tokenizer.from_file(str(path))
+    except Exception as exc:
+        raise ArtifactError(f"{path}: cannot be loaded by tokenizers ({exc})") from exc
+    tokenizer.no_padding()
+    if manifest.stride >= manifest.max_length - 2 or manifest.stride < 0:
+        raise ArtifactError(f"{manifest.path}: stride {manifest.stride} must be >= 0 and well below max_length {manifest.max_length}")
+    tokenizer.enable_truncation(manifest.max_length, stride=manifest.stride, strategy="longest_first", direction="right")
+    return tokenizer
+
+
+def encode_texts(tokenizer, texts: Sequence[str]) -> list[Encoded]:
+    """Tokenize texts into windows with a tokenizer from `open_tokenizer` (see `Model.encode`)."""
+    texts = check_texts(texts)
+    if not texts:
+        return []
+    encodings = tokenizer.encode_batch(texts, add_special_tokens=True)
+    return [Encoded(text, tuple(_window(e) for e in [enc, *enc.overflowing])) for text, enc in zip(texts, encodings)]
 
 
 def plan_batches(
