@@ -1,7 +1,5 @@
 package dev.pyner;
 
-import com.google.gson.JsonElement;
-import com.google.gson.JsonObject;
 import dev.pyner.artifact.Golden;
 import dev.pyner.artifact.Manifest;
 import dev.pyner.decode.EntityDecoder;
@@ -9,9 +7,7 @@ import dev.pyner.runtime.Batches;
 import dev.pyner.runtime.OnnxScorer;
 import dev.pyner.runtime.Offline;
 import dev.pyner.text.TextIndex;
-import dev.pyner.text.TokenDecoder;
-import dev.pyner.text.TokenDecoders;
-import dev.pyner.text.Vocabulary;
+import dev.pyner.text.TokenizerInfo;
 import dev.pyner.text.WindowTokenizer;
 import java.nio.file.Path;
 import java.nio.file.Paths;
@@ -63,6 +59,24 @@ public final class PynerModel implements AutoCloseable {
         this.maxBatchSize = maxBatchSize;
         this.maxBatchTokens = maxBatchTokens;
         this.maxPadding = maxPadding;
+    }
+
+    /**
+     * The library's version, as the build wrote it ({@code dev/pyner/version.properties}, filtered
+     * from the pom's {@code project.version}).
+     *
+     * @return e.g. "0.1.0"
+     */
+    public static String version() {
+        try (java.io.InputStream in = PynerModel.class.getResourceAsStream("version.properties")) {
+            java.util.Properties p = new java.util.Properties();
+            if (in != null) {
+                p.load(in);
+            }
+            return p.getProperty("version", "unknown");
+        } catch (java.io.IOException e) {
+            return "unknown";
+        }
     }
 
     /** @return a new builder */
@@ -133,16 +147,16 @@ public final class PynerModel implements AutoCloseable {
         lock.readLock().lock();
         try {
             ensureOpen();
-            List<List<Window>> encoded = tokenizer.encode(checked);
-            List<Window> flat = new ArrayList<>();
-            for (List<Window> ws : encoded) {
+            List<List<EncodedWindow>> encoded = tokenizer.encode(checked);
+            List<EncodedWindow> flat = new ArrayList<>();
+            for (List<EncodedWindow> ws : encoded) {
                 flat.addAll(ws);
             }
             List<float[][]> scores = scorer.forward(flat, maxBatchSize, maxBatchTokens, maxPadding);
             List<ScoredText> out = new ArrayList<>(checked.size());
             int k = 0;
             for (int i = 0; i < checked.size(); i++) {
-                List<Window> ws = encoded.get(i);
+                List<EncodedWindow> ws = encoded.get(i);
                 out.add(new ScoredText(checked.get(i), ws, scores.subList(k, k + ws.size())));
                 k += ws.size();
             }
@@ -166,14 +180,15 @@ public final class PynerModel implements AutoCloseable {
     }
 
     /**
-     * Re-runs the artifact's golden fixtures and compares (what {@code build()} does unless
-     * {@code optSelfCheck(false)}).
+     * Re-runs the artifact's golden fixtures (all texts at once, with this model's batches, as the
+     * fixtures were computed) and compares (what {@code build()} does unless {@code optSelfCheck(false)}).
      *
      * @return the comparison
      * @throws PynerException when golden.json cannot be read
      */
-    public Golden.Report selfCheck() throws PynerException {
-        return Golden.read(manifest.folder()).compare(this, manifest.scoreTolerance());
+    public Comparison selfCheck() throws PynerException {
+        Golden golden = Golden.read(manifest.folder());
+        return Comparison.golden(golden, score(golden.texts()), (st, s) -> decode(st, s, null), manifest.scoreTolerance());
     }
 
     /** @return the manifest */
@@ -273,6 +288,7 @@ public final class PynerModel implements AutoCloseable {
         private int threads;
         private boolean selfCheck = true;
         private boolean checksums = true;
+        private String expectDigest;
         private int maxBatchSize = Batches.DEFAULT_BATCH_SIZE;
         private int maxBatchTokens = Batches.DEFAULT_MAX_BATCH_TOKENS;
         private double maxPadding = Batches.DEFAULT_MAX_PADDING;
@@ -336,6 +352,21 @@ public final class PynerModel implements AutoCloseable {
          */
         public Builder optChecksums(boolean checksums) {
             this.checksums = checksums;
+            return this;
+        }
+
+        /**
+         * Pins the artifact: {@link #build()} refuses any artifact whose digest ("sha256:" + the hex
+         * sha256 of the exact bytes of its {@code pyner.json}, what {@code pyner package} and {@code
+         * pyner verify} print) is not this one, and then checks every file's checksum (even with
+         * {@code optChecksums(false)}: the digest vouches for the files only through them).
+         *
+         * @param digest "sha256:" and 64 hex digits
+         * @return this builder
+         * @throws IllegalArgumentException when {@code digest} is not a digest
+         */
+        public Builder optExpectDigest(String digest) {
+            this.expectDigest = Manifest.parseDigest(digest);
             return this;
         }
 
@@ -435,7 +466,10 @@ public final class PynerModel implements AutoCloseable {
             Offline.enforce();
             Path folder = artifact.toAbsolutePath().normalize();
             Manifest manifest = Manifest.read(folder);
-            if (checksums) {
+            if (expectDigest != null) {
+                manifest.checkDigest(expectDigest);
+            }
+            if (checksums || expectDigest != null) {
                 manifest.checkFiles();
             }
             int maxLength = manifest.maxLength();
@@ -443,38 +477,13 @@ public final class PynerModel implements AutoCloseable {
             if (stride < 0 || stride >= maxLength - 2) {
                 throw new PynerException(manifest.path(), "stride " + stride + " must be >= 0 and well below max_length " + maxLength);
             }
-            Path tokPath = folder.resolve(Manifest.TOKENIZER_FILE);
-            JsonObject tokJson = Manifest.readJsonObject(tokPath);
-            JsonObject tokInfo = manifest.tokenizer();
-            TokenDecoder tokenDecoder;
-            try {
-                tokenDecoder = TokenDecoders.fromJson(tokJson.get("decoder"));
-            } catch (RuntimeException e) {
-                throw new PynerException(tokPath, "decoder: " + e.getMessage(), e);
-            }
-            JsonObject model = tokJson.has("model") && tokJson.get("model").isJsonObject()
-                    ? tokJson.getAsJsonObject("model") : new JsonObject();
-            String prefix = tokInfo.has("continuing_subword_prefix")
-                    ? stringOrNull(tokInfo.get("continuing_subword_prefix"))
-                    : stringOrNull(model.get("continuing_subword_prefix"));
-            Long unkId = tokInfo.has("unk_token_id") ? longOrNull(tokInfo.get("unk_token_id")) : null;
-            if (unkId == null) {
-                String unk = tokInfo.has("unk_token") ? stringOrNull(tokInfo.get("unk_token")) : stringOrNull(model.get("unk_token"));
-                unkId = unk == null ? null : tokenId(tokJson, unk);
-            }
-            Long padId = tokInfo.has("pad_token_id") ? longOrNull(tokInfo.get("pad_token_id")) : null;
-            Vocabulary vocabulary;
-            try {
-                vocabulary = Vocabulary.fromTokenizerJson(tokJson);
-            } catch (RuntimeException e) {
-                throw new PynerException(tokPath, "vocabulary: " + e.getMessage(), e);
-            }
-            EntityDecoder entityDecoder = new EntityDecoder(manifest.labels(), tokenDecoder, vocabulary, unkId, prefix);
-            WindowTokenizer tok = WindowTokenizer.load(tokPath, maxLength, stride);
+            TokenizerInfo info = TokenizerInfo.read(manifest);
+            EntityDecoder entityDecoder = new EntityDecoder(manifest.labels(), info);
+            WindowTokenizer tok = WindowTokenizer.load(info.path(), maxLength, stride);
             OnnxScorer scorer;
             try {
                 scorer = OnnxScorer.open(folder.resolve(Manifest.MODEL_FILE), manifest.inputs(),
-                        padId == null ? 0 : padId, manifest.labels().size(), threads);
+                        info.padTokenId(), manifest.labels().size(), threads);
             } catch (PynerException | RuntimeException e) {
                 tok.close();
                 throw e;
@@ -482,7 +491,7 @@ public final class PynerModel implements AutoCloseable {
             PynerModel m = new PynerModel(manifest, tok, scorer, entityDecoder, threads, maxBatchSize, maxBatchTokens, maxPadding);
             if (selfCheck) {
                 try {
-                    Golden.Report report = m.selfCheck();
+                    Comparison report = m.selfCheck();
                     if (!report.ok()) {
                         throw new PynerException(folder.resolve(Manifest.GOLDEN_FILE),
                                 "this runtime does not reproduce the golden fixtures: "
@@ -495,41 +504,6 @@ public final class PynerModel implements AutoCloseable {
                 }
             }
             return m;
-        }
-
-        private static String stringOrNull(JsonElement e) {
-            return e == null || e.isJsonNull() ? null : e.getAsString();
-        }
-
-        private static Long longOrNull(JsonElement e) {
-            return e == null || e.isJsonNull() ? null : e.getAsLong();
-        }
-
-        /** token_to_id from tokenizer.json: added tokens, then the model vocabulary. */
-        private static Long tokenId(JsonObject tok, String token) {
-            if (tok.has("added_tokens") && tok.get("added_tokens").isJsonArray()) {
-                for (JsonElement e : tok.getAsJsonArray("added_tokens")) {
-                    JsonObject a = e.getAsJsonObject();
-                    if (token.equals(a.get("content").getAsString())) {
-                        return a.get("id").getAsLong();
-                    }
-                }
-            }
-            JsonObject model = tok.getAsJsonObject("model");
-            JsonElement vocab = model == null ? null : model.get("vocab");
-            if (vocab != null && vocab.isJsonObject() && vocab.getAsJsonObject().has(token)) {
-                return vocab.getAsJsonObject().get(token).getAsLong();
-            }
-            if (vocab != null && vocab.isJsonArray()) { // Unigram: [[piece, score], ...]
-                int i = 0;
-                for (JsonElement e : vocab.getAsJsonArray()) {
-                    if (token.equals(e.getAsJsonArray().get(0).getAsString())) {
-                        return (long) i;
-                    }
-                    i++;
-                }
-            }
-            return null;
         }
     }
 }

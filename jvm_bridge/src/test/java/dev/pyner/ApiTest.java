@@ -4,6 +4,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import dev.pyner.artifact.Golden;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.ExecutorService;
@@ -35,10 +36,7 @@ class ApiTest {
 
     @Test
     void resultsDoNotDependOnOrderOrBatchSizeOrThreads() throws Exception {
-        List<String> texts = new ArrayList<>();
-        for (GoldenCases.Case c : GoldenCases.read(TestArtifacts.get("bert-fp32"))) {
-            texts.add(c.text);
-        }
+        List<String> texts = Golden.read(TestArtifacts.get("bert-fp32")).texts();
         try (PynerModel m = PynerModel.builder().setArtifact(TestArtifacts.get("bert-fp32")).optSelfCheck(false).build();
              PynerModel small = PynerModel.builder().setArtifact(TestArtifacts.get("bert-fp32")).optSelfCheck(false)
                      .optMaxBatchSize(3).optMaxBatchTokens(100).optThreads(1).build()) {
@@ -56,10 +54,7 @@ class ApiTest {
 
     @Test
     void concurrentPredictionsEqualSequentialOnes() throws Exception {
-        List<String> texts = new ArrayList<>();
-        for (GoldenCases.Case c : GoldenCases.read(TestArtifacts.get("xlm-roberta-fp32"))) {
-            texts.add(c.text);
-        }
+        List<String> texts = Golden.read(TestArtifacts.get("xlm-roberta-fp32")).texts();
         try (PynerModel m = PynerModel.builder().setArtifact(TestArtifacts.get("xlm-roberta-fp32")).optSelfCheck(false).build()) {
             List<List<Entity>> want = m.predict(texts, AggregationStrategy.AVERAGE);
             ExecutorService pool = Executors.newFixedThreadPool(4);
@@ -91,16 +86,10 @@ class ApiTest {
         }
     }
 
-    static void assertSameEntities(List<Entity> a, List<Entity> b, double tol) {
-        assertEquals(a.size(), b.size(), a + " vs " + b);
-        for (int i = 0; i < a.size(); i++) {
-            Entity x = a.get(i);
-            Entity y = b.get(i);
-            assertEquals(x.label(), y.label());
-            assertEquals(x.word(), y.word());
-            assertEquals(x.start(), y.start());
-            assertEquals(x.end(), y.end());
-            assertEquals(x.score(), y.score(), tol);
-        }
+    /** Same entities through the one comparison: kind, label, start, end, word, index identical; scores within tol. */
+    static void assertSameEntities(List<Entity> expected, List<Entity> actual, double tol) {
+        Comparison c = new Comparison(tol);
+        c.entities("entities", actual, Comparison.toJson(expected));
+        assertTrue(c.ok(), String.join("\n", c.differences()));
     }
 }

@@ -25,7 +25,7 @@ class GoldenTest {
     @MethodSource("artifacts")
     void reproducesGoldenFixtures(Path artifact) throws Exception {
         try (PynerModel model = PynerModel.builder().setArtifact(artifact).optSelfCheck(false).optThreads(1).build()) {
-            Golden.Report r = model.selfCheck();
+            Comparison r = model.selfCheck();
             assertTrue(r.ok(), artifact.getFileName() + ": " + r.summary() + "\n  " + String.join("\n  ", r.differences()));
             assertTrue(r.cases() >= 30, "golden set has " + r.cases() + " cases");
             assertTrue(r.tokens() > 0 && r.entities() > 0, r.summary());

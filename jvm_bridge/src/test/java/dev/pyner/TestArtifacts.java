@@ -45,6 +45,16 @@ public final class TestArtifacts {
         return list("long_artifacts");
     }
 
+    /**
+     * The artifacts with ONNX external data ({@code <family>-fp32-ext}, {@code <family>-int8-ext}).
+     * Fails (never skips) when index.json does not list them.
+     *
+     * @return their folders
+     */
+    public static List<Path> external() {
+        return list("external_artifacts");
+    }
+
     private static List<Path> list(String key) {
         Path root = root();
         try {

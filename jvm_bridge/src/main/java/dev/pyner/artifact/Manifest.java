@@ -7,11 +7,16 @@ import com.google.gson.JsonParseException;
 import com.google.gson.JsonParser;
 import dev.pyner.PynerException;
 import java.io.IOException;
-import java.io.InputStream;
+import java.nio.ByteBuffer;
+import java.nio.channels.FileChannel;
+import java.nio.charset.CharacterCodingException;
+import java.nio.charset.CodingErrorAction;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
+import java.nio.file.Paths;
+import java.nio.file.StandardOpenOption;
 import java.security.MessageDigest;
 import java.security.NoSuchAlgorithmException;
 import java.util.ArrayList;
@@ -50,16 +55,23 @@ public final class Manifest {
             List.of("labels", "precision", "max_length", "stride", "inputs", "outputs", "files");
     private static final Map<String, Double> DEFAULT_TOLERANCE = Map.of("fp32", 1e-5, "fp16", 2e-3, "int8", 2e-3);
 
+    /** The prefix of an artifact digest. */
+    public static final String DIGEST_PREFIX = "sha256:";
+    /** The read buffer of the checksums: big reads keep multi-GB files at the hash's speed. */
+    static final int HASH_BUFFER_BYTES = 8 << 20;
+
     private final Path folder;
     private final JsonObject raw;
     private final List<String> labels;
     private final List<String> inputs;
+    private final String digest;
 
-    private Manifest(Path folder, JsonObject raw, List<String> labels, List<String> inputs) {
+    private Manifest(Path folder, JsonObject raw, List<String> labels, List<String> inputs, String digest) {
         this.folder = folder;
         this.raw = raw;
         this.labels = labels;
         this.inputs = inputs;
+        this.digest = digest;
     }
 
     /**
@@ -81,7 +93,13 @@ public final class Manifest {
         if (!Files.isRegularFile(path)) {
             throw new PynerException(path, "missing; this folder is not a pyner artifact (create one with `pyner package`)");
         }
-        JsonObject raw = readJsonObject(path);
+        byte[] bytes;
+        try {
+            bytes = Files.readAllBytes(path);
+        } catch (IOException ex) {
+            throw new PynerException(path, "cannot be read (" + ex + ")", ex);
+        }
+        JsonObject raw = parseJsonObject(path, bytes);
         JsonElement format = raw.get("format");
         if (format == null || !format.isJsonPrimitive() || !FORMAT.equals(format.getAsString())) {
             throw new PynerException(path, "not a pyner manifest (\"format\" is not \"" + FORMAT + "\")");
@@ -100,6 +118,9 @@ public final class Manifest {
                 throw new PynerException(path, "required field '" + key + "' is missing");
             }
         }
+        if (!raw.get("files").isJsonObject()) {
+            throw new PynerException(path, "\"files\" is not an object of file name -> checksum");
+        }
         JsonObject files = raw.getAsJsonObject("files");
         List<String> missing = new ArrayList<>();
         for (String f : REQUIRED_FILES) {
@@ -110,13 +131,25 @@ public final class Manifest {
         if (!missing.isEmpty()) {
             throw new PynerException(path, "the manifest lists no checksum for " + String.join(", ", missing));
         }
+        for (String name : files.keySet()) {
+            confined(folder, name, path);
+        }
+        JsonElement external = raw.get("external_data");
+        if (external != null && !external.isJsonNull()) {
+            String name = external.isJsonPrimitive() ? external.getAsString() : external.toString();
+            confined(folder, name, path);
+            if (!files.has(name)) {
+                throw new PynerException(path, "external_data names " + name + " but the manifest lists no checksum for it;"
+                        + " re-package the model");
+            }
+        }
         try {
             List<String> labels = strings(raw.getAsJsonArray("labels"));
             List<String> inputs = strings(raw.getAsJsonArray("inputs"));
             if (labels.isEmpty()) {
                 throw new PynerException(path, "'labels' is empty");
             }
-            Manifest m = new Manifest(folder, raw, labels, inputs);
+            Manifest m = new Manifest(folder, raw, labels, inputs, DIGEST_PREFIX + hex(sha256().digest(bytes)));
             m.maxLength();
             m.stride();
             return m;
@@ -133,7 +166,10 @@ public final class Manifest {
     public void checkFiles() throws PynerException {
         JsonObject files = raw.getAsJsonObject("files");
         for (Map.Entry<String, JsonElement> e : files.entrySet()) {
-            Path p = folder.resolve(e.getKey());
+            Path p = confined(folder, e.getKey(), path());
+            if (!e.getValue().isJsonObject()) {
+                throw new PynerException(path(), "the entry of '" + e.getKey() + "' is not an object with sha256 and bytes");
+            }
             JsonObject entry = e.getValue().getAsJsonObject();
             if (!Files.isRegularFile(p)) {
                 throw new PynerException(p, "missing (listed in " + MANIFEST + ")");
@@ -156,6 +192,73 @@ public final class Manifest {
                         + " re-package the model or restore the file");
             }
         }
+    }
+
+    /**
+     * The artifact's digest: "sha256:" + the hex sha256 of the exact bytes of {@code pyner.json}, as
+     * {@code pyner.artifact.artifact_digest} computes it. The manifest holds every file's sha256, so
+     * this one value pins the whole folder (through {@link #checkFiles()}). It detects any change,
+     * but proves nothing about who made the artifact.
+     *
+     * @return the digest
+     */
+    public String digest() {
+        return digest;
+    }
+
+    /**
+     * Refuses this artifact unless its digest is {@code expected}.
+     *
+     * @param expected "sha256:" and 64 hex digits (any case)
+     * @throws PynerException naming both digests when they differ
+     * @throws IllegalArgumentException when {@code expected} is not a digest
+     */
+    public void checkDigest(String expected) throws PynerException {
+        String want = parseDigest(expected);
+        if (!digest.equals(want)) {
+            throw new PynerException(folder, "artifact digest " + digest + " is not the expected " + want
+                    + ": a different or modified artifact");
+        }
+    }
+
+    /**
+     * Validates an expected digest.
+     *
+     * @param value "sha256:" and 64 hex digits (any case, surrounding blanks ignored)
+     * @return the digest, lower-cased
+     * @throws IllegalArgumentException naming the value when it is not a digest
+     */
+    public static String parseDigest(String value) {
+        String v = value == null ? "" : value.strip().toLowerCase(java.util.Locale.ROOT);
+        if (!v.matches("sha256:[0-9a-f]{64}")) {
+            throw new IllegalArgumentException("'" + value + "' is not an artifact digest (\"sha256:\" followed by 64 hex digits)");
+        }
+        return v;
+    }
+
+    /**
+     * {@code folder/name} for a manifest file name, refusing what is not a plain file name inside the
+     * folder (absolute paths, "..", separators) and symlinks that resolve outside it.
+     */
+    private static Path confined(Path folder, String name, Path manifest) throws PynerException {
+        if (name.isEmpty() || name.equals(".") || name.equals("..") || name.contains("/") || name.contains("\\")
+                || name.indexOf('\0') >= 0 || Paths.get(name).isAbsolute()) {
+            throw new PynerException(manifest, "file name '" + name + "' is not a plain file name inside the artifact folder;"
+                    + " the manifest was modified: re-package the model, or restore the original artifact");
+        }
+        Path p = folder.resolve(name);
+        if (Files.isSymbolicLink(p)) {
+            try {
+                Path real = p.toRealPath();
+                if (!real.startsWith(folder.toRealPath())) {
+                    throw new PynerException(p, "a symlink to " + real + ", outside the artifact folder; copy the file into"
+                            + " the folder (artifacts are self-contained)");
+                }
+            } catch (IOException ex) {
+                throw new PynerException(p, "a symlink that cannot be resolved (" + ex + ")", ex);
+            }
+        }
+        return p;
     }
 
     /** @return the artifact folder */
@@ -237,39 +340,60 @@ public final class Manifest {
      */
     public static JsonObject readJsonObject(Path path) throws PynerException {
         try {
-            String text = Files.readString(path, StandardCharsets.UTF_8);
+            return parseJsonObject(path, Files.readAllBytes(path));
+        } catch (NoSuchFileException ex) {
+            throw new PynerException(path, "missing", ex);
+        } catch (IOException ex) {
+            throw new PynerException(path, "cannot be read (" + ex + ")", ex);
+        }
+    }
+
+    private static JsonObject parseJsonObject(Path path, byte[] bytes) throws PynerException {
+        String text;
+        try {
+            text = StandardCharsets.UTF_8.newDecoder().onMalformedInput(CodingErrorAction.REPORT)
+                    .onUnmappableCharacter(CodingErrorAction.REPORT).decode(ByteBuffer.wrap(bytes)).toString();
+        } catch (CharacterCodingException ex) {
+            throw new PynerException(path, "cannot be read as UTF-8 (" + ex + ")", ex);
+        }
+        try {
             JsonElement e = JsonParser.parseString(text);
             if (!e.isJsonObject()) {
                 throw new PynerException(path, "not a JSON object");
             }
             return e.getAsJsonObject();
-        } catch (NoSuchFileException ex) {
-            throw new PynerException(path, "missing", ex);
-        } catch (IOException ex) {
-            throw new PynerException(path, "cannot be read as UTF-8 (" + ex + ")", ex);
         } catch (JsonParseException ex) {
             throw new PynerException(path, "not valid JSON (" + ex.getMessage() + ")", ex);
         }
     }
 
+    /** Hex sha256 of a file: FileChannel reads of {@value #HASH_BUFFER_BYTES} bytes into a direct buffer. */
     static String sha256(Path p) throws PynerException {
-        MessageDigest md;
-        try {
-            md = MessageDigest.getInstance("SHA-256");
-        } catch (NoSuchAlgorithmException e) {
-            throw new IllegalStateException(e);
-        }
-        byte[] buf = new byte[1 << 20];
-        try (InputStream in = Files.newInputStream(p)) {
-            int n;
-            while ((n = in.read(buf)) > 0) {
-                md.update(buf, 0, n);
+        MessageDigest md = sha256();
+        ByteBuffer buf = ByteBuffer.allocateDirect(HASH_BUFFER_BYTES);
+        try (FileChannel ch = FileChannel.open(p, StandardOpenOption.READ)) {
+            while (ch.read(buf) >= 0) {
+                buf.flip();
+                md.update(buf);
+                buf.clear();
             }
         } catch (IOException ex) {
             throw new PynerException(p, "cannot be read (" + ex + ")", ex);
         }
-        StringBuilder sb = new StringBuilder(64);
-        for (byte b : md.digest()) {
+        return hex(md.digest());
+    }
+
+    private static MessageDigest sha256() {
+        try {
+            return MessageDigest.getInstance("SHA-256");
+        } catch (NoSuchAlgorithmException e) {
+            throw new IllegalStateException(e);
+        }
+    }
+
+    private static String hex(byte[] bytes) {
+        StringBuilder sb = new StringBuilder(2 * bytes.length);
+        for (byte b : bytes) {
             sb.append(Character.forDigit((b >> 4) & 0xF, 16)).append(Character.forDigit(b & 0xF, 16));
         }
         return sb.toString();
@@ -286,15 +410,5 @@ public final class Manifest {
     private static String stringOr(JsonObject o, String key, String dflt) {
         JsonElement e = o.get(key);
         return e == null || e.isJsonNull() ? dflt : e.getAsString();
-    }
-
-    /** @return file name to {sha256, bytes}, for reports */
-    public Map<String, String> checksums() {
-        Map<String, String> out = new LinkedHashMap<>();
-        for (Map.Entry<String, JsonElement> e : raw.getAsJsonObject("files").entrySet()) {
-            JsonElement s = e.getValue().getAsJsonObject().get("sha256");
-            out.put(e.getKey(), s == null ? "" : s.getAsString());
-        }
-        return out;
     }
 }

@@ -8,11 +8,12 @@ import com.google.gson.JsonObject;
 import com.google.gson.JsonParseException;
 import com.google.gson.JsonParser;
 import dev.pyner.AggregationStrategy;
+import dev.pyner.Comparison;
 import dev.pyner.Entity;
 import dev.pyner.PynerException;
 import dev.pyner.PynerModel;
 import dev.pyner.ScoredText;
-import dev.pyner.Window;
+import dev.pyner.EncodedWindow;
 import java.nio.ByteBuffer;
 import java.nio.charset.CharacterCodingException;
 import java.nio.charset.CodingErrorAction;
@@ -77,7 +78,7 @@ public final class PythonBridge {
             JsonObject o = new JsonObject();
             JsonArray windows = new JsonArray();
             for (int w = 0; w < st.windows().size(); w++) {
-                Window win = st.windows().get(w);
+                EncodedWindow win = st.windows().get(w);
                 JsonObject jw = new JsonObject();
                 jw.add("input_ids", longs(win.inputIds()));
                 jw.add("type_ids", longs(win.typeIds()));
@@ -131,26 +132,16 @@ public final class PythonBridge {
         JsonObject o = new JsonObject();
         o.addProperty("onnxruntime", model.onnxRuntimeVersion());
         o.addProperty("java", System.getProperty("java.version"));
-        String v = PynerModel.class.getPackage().getImplementationVersion();
-        o.addProperty("pyner_jvm", v == null ? "dev" : v);
+        o.addProperty("pyner_jvm", PynerModel.version());
         return o.toString();
     }
 
+    /** Entities in the pipeline's JSON form, plus the UTF-16 offsets. */
     private static JsonArray entities(List<Entity> es) {
-        JsonArray a = new JsonArray();
-        for (Entity e : es) {
-            JsonObject o = new JsonObject();
-            o.addProperty(e.isGroup() ? "entity_group" : "entity", e.label());
-            o.addProperty("score", e.score());
-            if (!e.isGroup()) {
-                o.addProperty("index", e.index().getAsInt());
-            }
-            o.addProperty("word", e.word());
-            o.addProperty("start", e.start());
-            o.addProperty("end", e.end());
-            o.addProperty("start_utf16", e.startUtf16());
-            o.addProperty("end_utf16", e.endUtf16());
-            a.add(o);
+        JsonArray a = Comparison.toJson(es);
+        for (int i = 0; i < es.size(); i++) {
+            a.get(i).getAsJsonObject().addProperty("start_utf16", es.get(i).startUtf16());
+            a.get(i).getAsJsonObject().addProperty("end_utf16", es.get(i).endUtf16());
         }
         return a;
     }

@@ -2,9 +2,10 @@ package dev.pyner.decode;
 
 import dev.pyner.AggregationStrategy;
 import dev.pyner.Entity;
-import dev.pyner.Window;
+import dev.pyner.EncodedWindow;
 import dev.pyner.text.TextIndex;
 import dev.pyner.text.TokenDecoder;
+import dev.pyner.text.TokenizerInfo;
 import dev.pyner.text.Vocabulary;
 import java.util.ArrayList;
 import java.util.Collection;
@@ -76,6 +77,16 @@ public final class EntityDecoder {
         }
     }
 
+    /**
+     * Creates a decoder from an artifact's tokenizer facts.
+     *
+     * @param labels class names by id (id2label order)
+     * @param tokenizer the tokenizer facts (decoder, vocabulary, unknown id, subword prefix)
+     */
+    public EntityDecoder(List<String> labels, TokenizerInfo tokenizer) {
+        this(labels, tokenizer.decoder(), tokenizer.vocabulary(), tokenizer.unkTokenId(), tokenizer.continuingSubwordPrefix());
+    }
+
     /** @return true when subwords are decided by the continuing-subword prefix, not the space heuristic */
     public boolean wordAware() {
         return wordAware;
@@ -91,7 +102,7 @@ public final class EntityDecoder {
      * @param ignoreLabels labels (or group names) to drop after grouping; null for {"O"}
      * @return the entities
      */
-    public List<Entity> decodeText(TextIndex text, List<Window> windows, List<float[][]> scores,
+    public List<Entity> decodeText(TextIndex text, List<EncodedWindow> windows, List<float[][]> scores,
                                    AggregationStrategy strategy, Collection<String> ignoreLabels) {
         Set<String> ignore = ignoreLabels == null ? DEFAULT_IGNORE_LABELS : Set.copyOf(ignoreLabels);
         List<Entity> entities = new ArrayList<>();
@@ -135,125 +146,117 @@ public final class EntityDecoder {
         return merged;
     }
 
-    private List<Entity> decodeWindow(TextIndex text, Window window, float[][] scores, AggregationStrategy strategy,
+    /** One token of a window as gather_pre_entities describes it (special tokens are left out). */
+    private record PreEntity(String word, float[] scores, int start, int end, int index, boolean isSubword) {}
+
+    /**
+     * A token (strategies none/simple) or a word (first/average/max) with its label, before
+     * group_entities. {@code tokens} are the word's token strings: aggregate_word's
+     * convert_tokens_to_string is deferred to {@link #groupSubEntities} so that words of ignored
+     * groups are never decoded (the result is the same).
+     */
+    private record TokenEntity(int labelId, double score, List<String> tokens, boolean isWord, int start, int end, int index) {}
+
+    /** The pipeline's postprocess for one window: gather_pre_entities, aggregate, the ignore_labels filter. */
+    private List<Entity> decodeWindow(TextIndex text, EncodedWindow window, float[][] scores, AggregationStrategy strategy,
                                       Set<String> ignore, int index) {
+        List<PreEntity> pre = gatherPreEntities(text, window, scores, index);
+        if (pre.isEmpty()) {
+            return List.of();
+        }
+        return aggregate(text, pre, strategy, ignore);
+    }
+
+    /**
+     * gather_pre_entities: per non-special token its word (convert_ids_to_tokens; an unknown token's
+     * text instead), scores, offsets, index and is_subword (prefix rule for word-aware tokenizers,
+     * else the space heuristic; never for an unknown token).
+     */
+    private List<PreEntity> gatherPreEntities(TextIndex text, EncodedWindow window, float[][] scores, int index) {
         int n = window.length();
         if (scores.length != n) {
             throw new IllegalArgumentException("window " + index + ": " + n + " tokens but " + scores.length + " score rows");
         }
-        int[] special = window.specialTokensMask();
-        int count = 0;
-        for (int t = 0; t < n; t++) {
-            if (special[t] == 0) {
-                count++;
-            }
-        }
-        if (count == 0) {
-            return List.of();
-        }
-        int[] keep = new int[count];
-        for (int t = 0, k = 0; t < n; t++) {
-            if (special[t] == 0) {
-                keep[k++] = t;
-            }
-        }
         long[] ids = window.inputIds();
-        String[] tokens = window.tokens();
-        int[] starts = new int[count];
-        int[] ends = new int[count];
-        String[] words = new String[count];
-        boolean[] isUnk = new boolean[count];
-        float[][] probs = new float[count][];
-        for (int k = 0; k < count; k++) {
-            int t = keep[k];
-            starts[k] = window.starts()[t];
-            ends[k] = window.ends()[t];
-            probs[k] = scores[t];
-            if (probs[k].length != labels.length) {
-                throw new IllegalArgumentException("window " + index + ": scores have " + probs[k].length
+        List<PreEntity> out = new ArrayList<>(n);
+        for (int t = 0; t < n; t++) {
+            if (window.specialTokensMask()[t] != 0) {
+                continue;
+            }
+            if (scores[t].length != labels.length) {
+                throw new IllegalArgumentException("window " + index + ": scores have " + scores[t].length
                         + " classes but there are " + labels.length + " labels");
             }
-            isUnk[k] = hasUnk && ids[t] == unkTokenId;
-            words[k] = isUnk[k] ? text.slice(starts[k], ends[k]) : token(ids[t], tokens[t], index);
+            int start = window.starts()[t];
+            int end = window.ends()[t];
+            boolean unk = hasUnk && ids[t] == unkTokenId;
+            String word = unk ? text.slice(start, end) : token(ids[t], window.tokens()[t], index);
+            out.add(new PreEntity(word, scores[t], start, end, t, !unk && isSubword(text, word, start, end)));
         }
+        return out;
+    }
 
-        if (strategy == AggregationStrategy.NONE || strategy == AggregationStrategy.SIMPLE) {
-            int[] labelIds = new int[count];
-            double[] labelScores = new double[count];
-            for (int k = 0; k < count; k++) {
-                labelIds[k] = argmax(probs[k]);
-                labelScores[k] = probs[k][labelIds[k]];
-            }
-            if (strategy == AggregationStrategy.NONE) {
-                List<Entity> out = new ArrayList<>();
-                for (int k = 0; k < count; k++) {
-                    String label = labels[labelIds[k]];
-                    if (ignore.contains(label)) {
-                        continue;
-                    }
-                    out.add(new Entity(label, labelScores[k], words[k], starts[k], ends[k],
-                            text.toUtf16(starts[k]), text.toUtf16(ends[k]), keep[k]));
-                }
-                return out;
-            }
-            List<List<String>> single = new ArrayList<>(count);
-            for (String w : words) {
-                single.add(List.of(w));
-            }
-            return group(text, labelIds, labelScores, single, false, starts, ends, ignore);
+    /** aggregate: per token (none, simple) or per word (first, average, max); group_entities unless none. */
+    private List<Entity> aggregate(TextIndex text, List<PreEntity> pre, AggregationStrategy strategy, Set<String> ignore) {
+        if (strategy != AggregationStrategy.NONE && strategy != AggregationStrategy.SIMPLE) {
+            return groupEntities(text, aggregateWords(pre, strategy), ignore);
         }
+        List<TokenEntity> tokens = new ArrayList<>(pre.size());
+        for (PreEntity p : pre) {
+            int label = argmax(p.scores());
+            tokens.add(new TokenEntity(label, p.scores()[label], List.of(p.word()), false, p.start(), p.end(), p.index()));
+        }
+        if (strategy == AggregationStrategy.SIMPLE) {
+            return groupEntities(text, tokens, ignore);
+        }
+        List<Entity> out = new ArrayList<>();
+        for (TokenEntity e : tokens) {
+            String label = labels[e.labelId()];
+            if (!ignore.contains(label)) {
+                out.add(new Entity(label, e.score(), e.tokens().get(0), e.start(), e.end(),
+                        text.toUtf16(e.start()), text.toUtf16(e.end()), e.index()));
+            }
+        }
+        return out;
+    }
 
-        boolean[] isSubword = subwordFlags(text, words, starts, ends);
-        List<Integer> bounds = new ArrayList<>();
-        bounds.add(0);
-        for (int k = 1; k < count; k++) {
-            if (!isSubword[k] || isUnk[k]) {
-                bounds.add(k);
+    /** aggregate_words: a word is a token followed by its subword tokens. */
+    private List<TokenEntity> aggregateWords(List<PreEntity> pre, AggregationStrategy strategy) {
+        List<TokenEntity> words = new ArrayList<>();
+        int a = 0;
+        for (int k = 1; k <= pre.size(); k++) {
+            if (k == pre.size() || !pre.get(k).isSubword()) {
+                words.add(aggregateWord(pre.subList(a, k), strategy));
+                a = k;
             }
         }
-        bounds.add(count);
-        int nw = bounds.size() - 1;
-        int[] wLabel = new int[nw];
-        double[] wScore = new double[nw];
-        List<List<String>> wWord = new ArrayList<>(nw);
-        int[] wStart = new int[nw];
-        int[] wEnd = new int[nw];
-        for (int w = 0; w < nw; w++) {
-            int a = bounds.get(w);
-            int b = bounds.get(w + 1);
-            int label;
-            double score;
-            if (strategy == AggregationStrategy.FIRST) {
-                label = argmax(probs[a]);
-                score = probs[a][label];
-            } else if (strategy == AggregationStrategy.MAX) {
-                int best = a;
-                float bestMax = rowMax(probs[a]);
-                for (int k = a + 1; k < b; k++) {
-                    float m = rowMax(probs[k]);
-                    if (m > bestMax) {
-                        best = k;
-                        bestMax = m;
-                    }
+        return words;
+    }
+
+    /** aggregate_word: the word's label and score by the strategy (first token, max token, mean of scores). */
+    private TokenEntity aggregateWord(List<PreEntity> word, AggregationStrategy strategy) {
+        float[] scores;
+        if (strategy == AggregationStrategy.FIRST) {
+            scores = word.get(0).scores();
+        } else if (strategy == AggregationStrategy.MAX) {
+            PreEntity best = word.get(0);
+            float bestMax = rowMax(best.scores());
+            for (PreEntity p : word.subList(1, word.size())) {
+                float m = rowMax(p.scores());
+                if (m > bestMax) { // Python's max(): the first maximum (NaN never wins a comparison)
+                    best = p;
+                    bestMax = m;
                 }
-                label = argmax(probs[best]);
-                score = probs[best][label];
-            } else {
-                float[] mean = mean32Rows(probs, a, b);
-                label = argmax(mean);
-                score = mean[label];
             }
-            wLabel[w] = label;
-            wScore[w] = score;
-            List<String> members = new ArrayList<>(b - a);
-            for (int k = a; k < b; k++) {
-                members.add(words[k]);
-            }
-            wWord.add(members);
-            wStart[w] = starts[a];
-            wEnd[w] = ends[b - 1];
+            scores = best.scores();
+        } else if (strategy == AggregationStrategy.AVERAGE) {
+            scores = mean32Rows(word);
+        } else {
+            throw new IllegalArgumentException("invalid aggregation strategy for words: " + strategy);
         }
-        return group(text, wLabel, wScore, wWord, true, wStart, wEnd, ignore);
+        int label = argmax(scores);
+        List<String> tokens = word.stream().map(PreEntity::word).toList();
+        return new TokenEntity(label, scores[label], tokens, true, word.get(0).start(), word.get(word.size() - 1).end(), -1);
     }
 
     /** convert_ids_to_tokens: the vocabulary's string for the id. */
@@ -269,56 +272,54 @@ public final class EntityDecoder {
     }
 
     /** gather_pre_entities' is_subword (before the UNK override). */
-    private boolean[] subwordFlags(TextIndex text, String[] words, int[] starts, int[] ends) {
+    private boolean isSubword(TextIndex text, String word, int start, int end) {
         int n = text.length();
-        boolean[] out = new boolean[words.length];
-        for (int k = 0; k < words.length; k++) {
-            if (wordAware) {
-                int tokenLen = words[k].codePointCount(0, words[k].length());
-                int refLen = Math.max(0, Math.min(ends[k], n) - Math.min(starts[k], n));
-                out[k] = tokenLen != refLen;
-            } else {
-                int s = starts[k];
-                boolean before = isSpace(text, Math.max(0, Math.min(s - 1, n)));
-                boolean at = isSpace(text, Math.max(0, Math.min(s, n)));
-                out[k] = s > 0 && !before && !at;
-            }
+        if (wordAware) {
+            int tokenLen = word.codePointCount(0, word.length());
+            int refLen = Math.max(0, Math.min(end, n) - Math.min(start, n));
+            return tokenLen != refLen;
         }
-        return out;
+        boolean before = isSpace(text, Math.max(0, Math.min(start - 1, n)));
+        boolean at = isSpace(text, Math.max(0, Math.min(start, n)));
+        return start > 0 && !before && !at;
     }
 
     private static boolean isSpace(TextIndex text, int i) {
         return i < text.length() && text.codePointAt(i) == 0x20;
     }
 
-    /** group_entities + group_sub_entities, then the ignore_labels filter. */
-    private List<Entity> group(TextIndex text, int[] labelIds, double[] scores, List<List<String>> words, boolean wordLevel,
-                               int[] starts, int[] ends, Set<String> ignore) {
-        int n = labelIds.length;
+    /**
+     * group_entities: adjacent entities of the same tag join a group unless one starts with B-;
+     * each group through group_sub_entities; then the ignore_labels filter (on group names).
+     */
+    private List<Entity> groupEntities(TextIndex text, List<TokenEntity> entities, Set<String> ignore) {
         List<Entity> out = new ArrayList<>();
-        if (n == 0) {
-            return out;
-        }
         int a = 0;
-        for (int k = 1; k <= n; k++) {
-            boolean opens = k == n || tagId[labelIds[k]] != tagId[labelIds[k - 1]] || isB[labelIds[k]];
-            if (!opens) {
-                continue;
-            }
-            String name = groupName[labelIds[a]];
-            if (!ignore.contains(name)) {
-                List<String> members = new ArrayList<>(k - a);
-                for (int j = a; j < k; j++) {
-                    List<String> w = words.get(j);
-                    members.add(wordLevel ? decoder.decode(w) : w.get(0));
+        for (int k = 1; k <= entities.size(); k++) {
+            if (k == entities.size() || tagId[entities.get(k).labelId()] != tagId[entities.get(k - 1).labelId()]
+                    || isB[entities.get(k).labelId()]) {
+                if (!ignore.contains(groupName[entities.get(a).labelId()])) {
+                    out.add(groupSubEntities(text, entities.subList(a, k)));
                 }
-                double score = mean64(scores, a, k);
-                out.add(new Entity(name, score, decoder.decode(members), starts[a], ends[k - 1],
-                        text.toUtf16(starts[a]), text.toUtf16(ends[k - 1]), -1));
+                a = k;
             }
-            a = k;
         }
         return out;
+    }
+
+    /** group_sub_entities: the first label's tag, the float64 mean score, the decoded words, the span. */
+    private Entity groupSubEntities(TextIndex text, List<TokenEntity> group) {
+        double[] scores = new double[group.size()];
+        List<String> words = new ArrayList<>(group.size());
+        for (int j = 0; j < group.size(); j++) {
+            TokenEntity e = group.get(j);
+            scores[j] = e.score();
+            words.add(e.isWord() ? decoder.decode(e.tokens()) : e.tokens().get(0));
+        }
+        int start = group.get(0).start();
+        int end = group.get(group.size() - 1).end();
+        return new Entity(groupName[group.get(0).labelId()], mean64(scores, 0, scores.length), decoder.decode(words),
+                start, end, text.toUtf16(start), text.toUtf16(end), -1);
     }
 
     /**
@@ -343,18 +344,18 @@ public final class EntityDecoder {
     }
 
     /**
-     * Column-wise mean of rows [from, to) exactly as numpy's {@code np.nanmean(rows, axis=0)} on
+     * Column-wise mean of the tokens' score rows exactly as numpy's {@code np.nanmean(rows, axis=0)} on
      * float32 (the pipeline's {@code average} strategy): float32 sums, sequential over rows, NaNs
      * skipped, then one division computed in float64 and rounded to float32. Its argmax decides the
      * word's label, so it must match the pipeline bit for bit, not only within a tolerance.
      */
-    static float[] mean32Rows(float[][] rows, int from, int to) {
-        int c = rows[from].length;
+    private static float[] mean32Rows(List<PreEntity> rows) {
+        int c = rows.get(0).scores().length;
         float[] total = new float[c];
         int[] count = new int[c];
-        for (int r = from; r < to; r++) {
+        for (PreEntity r : rows) {
             for (int j = 0; j < c; j++) {
-                float v = rows[r][j];
+                float v = r.scores()[j];
                 if (!Float.isNaN(v)) {
                     total[j] += v;
                     count[j]++;
@@ -383,25 +384,6 @@ public final class EntityDecoder {
         for (int i = 1; i < row.length; i++) {
             float v = row[i];
             if (Float.isNaN(v)) {
-                return i;
-            }
-            if (v > bv) {
-                best = i;
-                bv = v;
-            }
-        }
-        return best;
-    }
-
-    static int argmax(double[] row) {
-        int best = 0;
-        double bv = row[0];
-        if (Double.isNaN(bv)) {
-            return 0;
-        }
-        for (int i = 1; i < row.length; i++) {
-            double v = row[i];
-            if (Double.isNaN(v)) {
                 return i;
             }
             if (v > bv) {

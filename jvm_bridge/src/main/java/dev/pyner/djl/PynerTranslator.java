@@ -4,47 +4,54 @@ import ai.djl.Model;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDList;
 import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.types.DataType;
 import ai.djl.ndarray.types.Shape;
 import ai.djl.nn.Block;
 import ai.djl.nn.SymbolBlock;
-import ai.djl.translate.NoBatchifyTranslator;
+import ai.djl.translate.Batchifier;
+import ai.djl.translate.Translator;
 import ai.djl.translate.TranslatorContext;
 import ai.djl.util.PairList;
-import com.google.gson.JsonElement;
-import com.google.gson.JsonObject;
 import dev.pyner.AggregationStrategy;
+import dev.pyner.EncodedWindow;
 import dev.pyner.Entity;
 import dev.pyner.PynerException;
-import dev.pyner.Window;
 import dev.pyner.artifact.Manifest;
 import dev.pyner.decode.EntityDecoder;
 import dev.pyner.runtime.Batches;
 import dev.pyner.runtime.Offline;
 import dev.pyner.text.TextIndex;
-import dev.pyner.text.TokenDecoders;
-import dev.pyner.text.Vocabulary;
+import dev.pyner.text.TokenizerInfo;
 import dev.pyner.text.WindowTokenizer;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
-import java.util.Collections;
 import java.util.List;
+import java.util.UUID;
 
 /**
  * A DJL translator with pyner's semantics: a text becomes its windows (max_length with stride, never
- * truncated), all windows of the text run as one batch padded to the longest (sorted by length, as
- * the Python runtime orders a batch), and the float32 {@code scores} output is decoded exactly as the
- * Python runtime decodes it. Entities equal {@code PynerModel.predict} for texts of up to
- * {@value dev.pyner.runtime.Batches#DEFAULT_BATCH_SIZE} windows (one batch in both).
+ * truncated); the windows of all texts of one {@code predict} / {@code batchPredict} call run as
+ * one batch padded to the longest (sorted longest first, as the Python runtime orders a batch); the
+ * float32 {@code scores} output is decoded exactly as the Python runtime decodes it. Entities equal
+ * {@code PynerModel.predict} of the same texts (bit for bit when {@code PynerModel} batches them
+ * the same way: no batch limits).
+ *
+ * <p>The artifact is read, checked and its tokenizer loaded once, by the first {@code prepare}
+ * (DJL prepares once per predictor); the tokenizer is closed with the model (a resource of the
+ * model's NDManager) or by {@link #close()}.
  */
-public final class PynerTranslator implements NoBatchifyTranslator<String, Entity[]> {
+public final class PynerTranslator implements Translator<String, Entity[]>, AutoCloseable {
 
     private final AggregationStrategy strategy;
-    private WindowTokenizer tokenizer;
-    private EntityDecoder decoder;
-    private List<String> inputNames;
-    private long padId;
-    private int numLabels;
+    private Loaded loaded;
+
+    /** What prepare() reads once per model. */
+    private record Loaded(Path folder, WindowTokenizer tokenizer, EntityDecoder decoder, List<String> inputNames,
+                          long padId, int numLabels) {}
+
+    /** What batchProcessInput hands to batchProcessOutput. */
+    private record Batch(List<String> texts, List<List<EncodedWindow>> windows, int[] order, int[] rowOf) {}
 
     /**
      * Creates a translator.
@@ -61,29 +68,22 @@ public final class PynerTranslator implements NoBatchifyTranslator<String, Entit
     }
 
     @Override
-    public void prepare(TranslatorContext ctx) throws PynerException {
-        Offline.enforce();
+    public synchronized void prepare(TranslatorContext ctx) throws PynerException {
         Model model = ctx.getModel();
-        Path folder = model.getModelPath();
+        Path folder = model.getModelPath().toAbsolutePath().normalize();
+        if (loaded != null) {
+            if (!loaded.folder().equals(folder)) {
+                throw new IllegalStateException("this PynerTranslator was prepared for " + loaded.folder() + ", not " + folder
+                        + "; use one translator per model");
+            }
+            return;
+        }
+        Offline.enforce();
         Manifest manifest = Manifest.read(folder);
         manifest.checkFiles();
-        Path tokPath = folder.resolve(Manifest.TOKENIZER_FILE);
-        JsonObject tok = Manifest.readJsonObject(tokPath);
-        JsonObject info = manifest.tokenizer();
-        JsonObject tm = tok.has("model") ? tok.getAsJsonObject("model") : new JsonObject();
-        String prefix = info.has("continuing_subword_prefix") ? str(info.get("continuing_subword_prefix"))
-                : str(tm.get("continuing_subword_prefix"));
-        JsonElement unk = info.get("unk_token_id");
-        JsonElement pad = info.get("pad_token_id");
-        try {
-            decoder = new EntityDecoder(manifest.labels(), TokenDecoders.fromJson(tok.get("decoder")),
-                    Vocabulary.fromTokenizerJson(tok), unk == null || unk.isJsonNull() ? null : unk.getAsLong(), prefix);
-        } catch (RuntimeException e) {
-            throw new PynerException(tokPath, "decoder: " + e.getMessage(), e);
-        }
-        padId = pad == null || pad.isJsonNull() ? 0 : pad.getAsLong();
-        numLabels = manifest.labels().size();
-        tokenizer = WindowTokenizer.load(tokPath, manifest.maxLength(), manifest.stride());
+        TokenizerInfo info = TokenizerInfo.read(manifest);
+        EntityDecoder decoder = new EntityDecoder(manifest.labels(), info);
+        WindowTokenizer tokenizer = WindowTokenizer.load(info.path(), manifest.maxLength(), manifest.stride());
         Block block = model.getBlock();
         List<String> names = new ArrayList<>();
         if (block instanceof SymbolBlock) {
@@ -92,24 +92,54 @@ public final class PynerTranslator implements NoBatchifyTranslator<String, Entit
                 names.addAll(described.keys());
             }
         }
-        inputNames = names.isEmpty() ? manifest.inputs() : names;
+        loaded = new Loaded(folder, tokenizer, decoder, names.isEmpty() ? manifest.inputs() : names,
+                info.padTokenId(), manifest.labels().size());
+        // Closed with the model: ZooModel.close() closes the model's NDManager and its resources.
+        model.getNDManager().attachInternal("pyner-translator-" + UUID.randomUUID(), this);
+    }
+
+    /** A non-null batchifier makes DJL's Predictor hand whole batches to batchProcessInput. */
+    @Override
+    public Batchifier getBatchifier() {
+        return Batchifier.STACK;
     }
 
     @Override
     public NDList processInput(TranslatorContext ctx, String input) {
-        List<String> texts = checked(input);
-        List<Window> windows = tokenizer.encode(texts).get(0);
-        int[] lengths = windows.stream().mapToInt(Window::length).toArray();
+        return batchProcessInput(ctx, List.of(checked(input, 0)));
+    }
+
+    @Override
+    public Entity[] processOutput(TranslatorContext ctx, NDList list) {
+        return batchProcessOutput(ctx, list).get(0);
+    }
+
+    @Override
+    public NDList batchProcessInput(TranslatorContext ctx, List<String> inputs) {
+        Loaded l = state();
+        if (inputs.isEmpty()) {
+            throw new IllegalArgumentException("no texts to translate");
+        }
+        List<String> texts = new ArrayList<>(inputs.size());
+        for (int i = 0; i < inputs.size(); i++) {
+            texts.add(checked(inputs.get(i), i));
+        }
+        List<List<EncodedWindow>> perText = l.tokenizer().encode(texts);
+        List<EncodedWindow> flat = new ArrayList<>();
+        perText.forEach(flat::addAll);
+        int[] lengths = flat.stream().mapToInt(EncodedWindow::length).toArray();
         // One batch, rows in the Python runtime's order (longest first, stable).
         int[] order = Batches.plan(lengths, Integer.MAX_VALUE, Integer.MAX_VALUE).get(0);
-        int n = windows.size();
+        int n = flat.size();
         int longest = lengths[order[0]];
         long[] ids = new long[n * longest];
         long[] mask = new long[n * longest];
         long[] types = new long[n * longest];
-        Arrays.fill(ids, padId);
+        Arrays.fill(ids, l.padId());
+        int[] rowOf = new int[n];
         for (int r = 0; r < n; r++) {
-            Window w = windows.get(order[r]);
+            EncodedWindow w = flat.get(order[r]);
+            rowOf[order[r]] = r;
             System.arraycopy(w.inputIds(), 0, ids, r * longest, w.length());
             Arrays.fill(mask, r * longest, r * longest + w.length(), 1L);
             System.arraycopy(w.typeIds(), 0, types, r * longest, w.length());
@@ -117,70 +147,86 @@ public final class PynerTranslator implements NoBatchifyTranslator<String, Entit
         NDManager m = ctx.getNDManager();
         Shape shape = new Shape(n, longest);
         NDList list = new NDList();
-        for (String name : inputNames) {
-            long[] data;
-            if ("input_ids".equals(name)) {
-                data = ids;
-            } else if ("attention_mask".equals(name)) {
-                data = mask;
-            } else if ("token_type_ids".equals(name)) {
-                data = types;
-            } else {
-                throw new IllegalArgumentException("model input '" + name + "' is not one pyner feeds");
-            }
+        for (String name : l.inputNames()) {
+            long[] data = switch (name) {
+                case "input_ids" -> ids;
+                case "attention_mask" -> mask;
+                case "token_type_ids" -> types;
+                default -> throw new IllegalArgumentException("model input '" + name + "' is not one pyner feeds");
+            };
             NDArray a = m.create(data, shape);
             a.setName(name);
             list.add(a);
         }
-        ctx.setAttachment("text", input);
-        ctx.setAttachment("windows", windows);
-        ctx.setAttachment("order", order);
+        ctx.setAttachment("pyner", new Batch(texts, perText, order, rowOf));
         return list;
     }
 
     @Override
-    @SuppressWarnings("unchecked")
-    public Entity[] processOutput(TranslatorContext ctx, NDList list) {
-        String text = (String) ctx.getAttachment("text");
-        List<Window> windows = (List<Window>) ctx.getAttachment("windows");
-        int[] order = (int[]) ctx.getAttachment("order");
+    public List<Entity[]> batchProcessOutput(TranslatorContext ctx, NDList list) {
+        Loaded l = state();
+        Batch b = (Batch) ctx.getAttachment("pyner");
         NDArray scores = list.get("scores");
         if (scores == null) {
             scores = list.get(0);
         }
+        int rows = b.order().length;
         long[] shape = scores.getShape().getShape();
-        if (shape.length != 3 || shape[0] != windows.size() || shape[2] != numLabels) {
+        if (shape.length != 3 || shape[0] != rows || shape[2] != l.numLabels()) {
             throw new IllegalStateException("model output 'scores' has shape " + scores.getShape()
-                    + ", expected (" + windows.size() + ", tokens, " + numLabels + ")");
+                    + ", expected (" + rows + ", tokens, " + l.numLabels() + ")");
         }
-        float[] flat = scores.toType(ai.djl.ndarray.types.DataType.FLOAT32, false).toFloatArray();
+        float[] flat = scores.toType(DataType.FLOAT32, false).toFloatArray();
         int longest = (int) shape[1];
-        List<float[][]> perWindow = new ArrayList<>(Collections.nCopies(windows.size(), (float[][]) null));
-        for (int r = 0; r < order.length; r++) {
-            int len = windows.get(order[r]).length();
-            float[][] rows = new float[len][];
-            for (int t = 0; t < len; t++) {
-                int from = (r * longest + t) * numLabels;
-                rows[t] = Arrays.copyOfRange(flat, from, from + numLabels);
+        List<Entity[]> out = new ArrayList<>(b.texts().size());
+        int k = 0; // index of the text's first window in the flattened windows
+        for (int i = 0; i < b.texts().size(); i++) {
+            List<EncodedWindow> windows = b.windows().get(i);
+            List<float[][]> perWindow = new ArrayList<>(windows.size());
+            for (int w = 0; w < windows.size(); w++, k++) {
+                int r = b.rowOf()[k];
+                float[][] rowScores = new float[windows.get(w).length()][];
+                for (int t = 0; t < rowScores.length; t++) {
+                    int from = (r * longest + t) * l.numLabels();
+                    rowScores[t] = Arrays.copyOfRange(flat, from, from + l.numLabels());
+                }
+                perWindow.add(rowScores);
             }
-            perWindow.set(order[r], rows);
+            List<Entity> entities = l.decoder().decodeText(new TextIndex(b.texts().get(i)), windows, perWindow, strategy, null);
+            out.add(entities.toArray(new Entity[0]));
         }
-        List<Entity> entities = decoder.decodeText(new TextIndex(text), windows, perWindow, strategy, null);
-        return entities.toArray(new Entity[0]);
+        return out;
     }
 
-    private static List<String> checked(String input) {
+    /** Closes the tokenizer (idempotent; the model's NDManager calls it when the model closes). */
+    @Override
+    public synchronized void close() {
+        if (loaded != null) {
+            loaded.tokenizer().close();
+        }
+        loaded = null;
+    }
+
+    /** @return true once prepared and until closed */
+    public synchronized boolean isLoaded() {
+        return loaded != null;
+    }
+
+    private synchronized Loaded state() {
+        if (loaded == null) {
+            throw new IllegalStateException("this PynerTranslator is not prepared, or its model was closed");
+        }
+        return loaded;
+    }
+
+    private static String checked(String input, int i) {
         if (input == null) {
-            throw new IllegalArgumentException("texts[0] is null, not a String");
+            throw new IllegalArgumentException("texts[" + i + "] is null, not a String");
         }
         int bad = TextIndex.loneSurrogate(input);
         if (bad >= 0) {
-            throw new IllegalArgumentException("texts[0] has a lone surrogate at UTF-16 index " + bad);
+            throw new IllegalArgumentException("texts[" + i + "] has a lone surrogate at UTF-16 index " + bad);
         }
-        return List.of(input);
-    }
-
-    private static String str(JsonElement e) {
-        return e == null || e.isJsonNull() ? null : e.getAsString();
+        return input;
     }
 }

@@ -10,7 +10,7 @@ import ai.onnxruntime.OrtSession;
 import ai.onnxruntime.TensorInfo;
 import dev.pyner.PynerException;
 import dev.pyner.PynerInferenceException;
-import dev.pyner.Window;
+import dev.pyner.EncodedWindow;
 import java.nio.FloatBuffer;
 import java.nio.LongBuffer;
 import java.nio.file.Path;
@@ -137,14 +137,14 @@ public final class OnnxScorer implements AutoCloseable {
      * @param maxPadding maximum padding as a fraction of a batch's real tokens (infinity: no bound)
      * @return scores per window
      */
-    public List<float[][]> forward(List<Window> windows, int batchSize, int maxBatchTokens, double maxPadding) {
+    public List<float[][]> forward(List<EncodedWindow> windows, int batchSize, int maxBatchTokens, double maxPadding) {
         int[] lengths = new int[windows.size()];
         for (int i = 0; i < lengths.length; i++) {
             lengths[i] = windows.get(i).length();
         }
         float[][][] results = new float[windows.size()][][];
         for (int[] batch : Batches.plan(lengths, batchSize, maxBatchTokens, maxPadding)) {
-            List<Window> ws = new ArrayList<>(batch.length);
+            List<EncodedWindow> ws = new ArrayList<>(batch.length);
             for (int i : batch) {
                 ws.add(windows.get(i));
             }
@@ -159,10 +159,10 @@ public final class OnnxScorer implements AutoCloseable {
     }
 
     /** One padded batch through the session; returns per row its unpadded scores. */
-    private float[][][] run(List<Window> windows) {
+    private float[][][] run(List<EncodedWindow> windows) {
         int n = windows.size();
         int longest = 0;
-        for (Window w : windows) {
+        for (EncodedWindow w : windows) {
             longest = Math.max(longest, w.length());
         }
         long[] ids = new long[n * longest];
@@ -170,7 +170,7 @@ public final class OnnxScorer implements AutoCloseable {
         long[] types = usesTypes ? new long[n * longest] : null;
         java.util.Arrays.fill(ids, padId);
         for (int r = 0; r < n; r++) {
-            Window w = windows.get(r);
+            EncodedWindow w = windows.get(r);
             int t = w.length();
             System.arraycopy(w.inputIds(), 0, ids, r * longest, t);
             java.util.Arrays.fill(mask, r * longest, r * longest + t, 1L);

@@ -5,7 +5,7 @@ package dev.pyner;
  * encodings (at most max_length tokens, special tokens included). Offsets are Unicode code points,
  * special tokens have (0, 0), as in Python. The arrays are shared, not copied: do not modify them.
  */
-public final class Window {
+public final class EncodedWindow {
 
     private final long[] inputIds;
     private final long[] typeIds;
@@ -24,7 +24,7 @@ public final class Window {
      * @param specialTokensMask 1 for special tokens
      * @param tokens the encoding's token strings (a Unigram unknown piece keeps its text here)
      */
-    public Window(long[] inputIds, long[] typeIds, int[] starts, int[] ends, int[] specialTokensMask, String[] tokens) {
+    public EncodedWindow(long[] inputIds, long[] typeIds, int[] starts, int[] ends, int[] specialTokensMask, String[] tokens) {
         int n = inputIds.length;
         if (typeIds.length != n || starts.length != n || ends.length != n || specialTokensMask.length != n || tokens.length != n) {
             throw new IllegalArgumentException("window arrays disagree on the token count");

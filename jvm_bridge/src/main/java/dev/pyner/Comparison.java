@@ -1,0 +1,342 @@
+package dev.pyner;
+
+import com.google.gson.JsonArray;
+import com.google.gson.JsonObject;
+import dev.pyner.artifact.Golden;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Collections;
+import java.util.EnumSet;
+import java.util.List;
+import java.util.Locale;
+import java.util.Objects;
+import java.util.Set;
+import java.util.function.BiFunction;
+
+/**
+ * The one comparison over the golden schema (mirrors {@code pyner.golden.Comparison}): windows'
+ * token ids, type ids, offsets, special-token masks and per-token labels identical; scores within
+ * the tolerance; entities identical (kind, label, start, end, word, index; score within the
+ * tolerance). The golden self-check, the JUnit tests and the Scala sample's tests all compare
+ * through it. Accumulates counts and every difference; not thread-safe.
+ */
+public final class Comparison {
+
+    /** What differs. */
+    public enum Kind {
+        /** the number of windows */
+        WINDOWS, INPUT_IDS, TYPE_IDS, OFFSETS, SPECIAL_TOKENS_MASK, LABELS, SCORES,
+        /** the number of entities */
+        ENTITY_COUNT, ENTITY_KIND, ENTITY_LABEL, ENTITY_START, ENTITY_END, ENTITY_WORD, ENTITY_INDEX, ENTITY_SCORE
+    }
+
+    /**
+     * One difference.
+     *
+     * @param kind what differs
+     * @param message where and how, e.g. {@code "ascii-01 entities[first][0].word: 'a' != golden 'b'"}
+     */
+    public record Difference(Kind kind, String message) {
+        @Override
+        public String toString() {
+            return message;
+        }
+    }
+
+    private final double tolerance;
+    private int cases;
+    private int tokens;
+    private int entities;
+    private int identicalScores;
+    private double maxScoreDiff;
+    private final List<Difference> differences = new ArrayList<>();
+
+    /**
+     * An empty comparison.
+     *
+     * @param tolerance per-token and entity score tolerance
+     */
+    public Comparison(double tolerance) {
+        this.tolerance = tolerance;
+    }
+
+    /**
+     * Compares scored golden texts with their fixtures: windows, then the entities of every strategy
+     * the fixtures hold.
+     *
+     * @param golden the fixtures
+     * @param scored the golden texts scored by the runtime under test, in case order
+     * @param decode turns a scored text into entities with a strategy
+     * @param tolerance score tolerance
+     * @return the comparison (never throws on a difference)
+     */
+    public static Comparison golden(Golden golden, List<ScoredText> scored,
+                                    BiFunction<ScoredText, AggregationStrategy, List<Entity>> decode, double tolerance) {
+        Comparison r = new Comparison(tolerance);
+        List<Golden.Case> cases = golden.cases();
+        if (scored.size() != cases.size()) {
+            throw new IllegalArgumentException(scored.size() + " scored texts for " + cases.size() + " golden cases");
+        }
+        for (int c = 0; c < cases.size(); c++) {
+            Golden.Case gc = cases.get(c);
+            ScoredText st = scored.get(c);
+            r.cases++;
+            if (!r.windows(gc.id(), st, gc.windows())) {
+                continue;
+            }
+            for (AggregationStrategy s : AggregationStrategy.values()) {
+                JsonArray want = gc.entities(s.wireName());
+                if (want != null) {
+                    r.entities(gc.id() + " entities[" + s.wireName() + "]", decode.apply(st, s), want);
+                }
+            }
+        }
+        return r;
+    }
+
+    /**
+     * Compares a scored text's windows with golden windows.
+     *
+     * @param where the case, for messages
+     * @param st the scored text
+     * @param golden golden window objects
+     * @return false when the window counts differ (nothing else compared)
+     */
+    public boolean windows(String where, ScoredText st, JsonArray golden) {
+        if (golden.size() != st.windows().size()) {
+            add(Kind.WINDOWS, where + ": " + st.windows().size() + " windows, golden has " + golden.size());
+            return false;
+        }
+        for (int w = 0; w < golden.size(); w++) {
+            window(where + " window " + w, st.windows().get(w), st.scores().get(w), st.labels(w), golden.get(w).getAsJsonObject());
+        }
+        return true;
+    }
+
+    private void window(String where, EncodedWindow w, float[][] scores, int[] labels, JsonObject g) {
+        long[] ids = longs(g.getAsJsonArray("input_ids"));
+        int first = firstDiff(w.inputIds(), ids);
+        if (first >= 0) {
+            add(Kind.INPUT_IDS, where + ": input_ids differ at token " + first + " ("
+                    + (first < w.length() ? w.inputIds()[first] : "end") + " != golden " + (first < ids.length ? ids[first] : "end") + ")");
+            return;
+        }
+        if (g.has("type_ids") && (first = firstDiff(w.typeIds(), longs(g.getAsJsonArray("type_ids")))) >= 0) {
+            add(Kind.TYPE_IDS, where + ": type_ids differ at token " + first);
+            return;
+        }
+        JsonArray offs = g.getAsJsonArray("offsets");
+        for (int t = 0; t < offs.size(); t++) {
+            JsonArray p = offs.get(t).getAsJsonArray();
+            if (p.get(0).getAsInt() != w.starts()[t] || p.get(1).getAsInt() != w.ends()[t]) {
+                add(Kind.OFFSETS, where + ": offsets differ at token " + t + " ([" + w.starts()[t] + ", " + w.ends()[t]
+                        + "] != golden " + p + ")");
+                return;
+            }
+        }
+        first = firstDiff(toLongs(w.specialTokensMask()), longs(g.getAsJsonArray("special_tokens_mask")));
+        if (first >= 0) {
+            add(Kind.SPECIAL_TOKENS_MASK, where + ": special_tokens_mask differ at token " + first);
+            return;
+        }
+        tokens += w.length();
+        first = firstDiff(toLongs(labels), longs(g.getAsJsonArray("labels")));
+        if (first >= 0) {
+            add(Kind.LABELS, where + ": label of token " + first + " is " + labels[first] + ", golden "
+                    + g.getAsJsonArray("labels").get(first).getAsInt());
+        }
+        JsonArray gs = g.getAsJsonArray("scores");
+        double worst = 0;
+        for (int t = 0; t < gs.size(); t++) {
+            JsonArray row = gs.get(t).getAsJsonArray();
+            for (int j = 0; j < row.size(); j++) {
+                worst = Math.max(worst, absDiff(scores[t][j], row.get(j).getAsDouble()));
+            }
+        }
+        maxScoreDiff = Math.max(maxScoreDiff, worst);
+        if (worst > tolerance) {
+            add(Kind.SCORES, where + ": scores differ by " + fmt(worst) + " (tolerance " + tolerance + ")");
+        }
+    }
+
+    /**
+     * Compares entities with golden ones.
+     *
+     * @param where for messages
+     * @param got the runtime's entities
+     * @param want golden entities (the pipeline's JSON form)
+     */
+    public void entities(String where, List<Entity> got, JsonArray want) {
+        entities(where, toJson(got), want);
+    }
+
+    /**
+     * Compares two entity lists in the pipeline's JSON form ({@code entity_group} or {@code entity},
+     * score, word, start, end, and {@code index} for token entities): per entity the first differing
+     * field, then the next entity.
+     *
+     * @param where for messages
+     * @param got entities under test
+     * @param want expected entities
+     */
+    public void entities(String where, JsonArray got, JsonArray want) {
+        entities += want.size();
+        if (got.size() != want.size()) {
+            add(Kind.ENTITY_COUNT, where + ": " + got.size() + " entities, golden has " + want.size());
+            return;
+        }
+        for (int j = 0; j < want.size(); j++) {
+            JsonObject w = want.get(j).getAsJsonObject();
+            JsonObject g = got.get(j).getAsJsonObject();
+            String wKey = w.has("entity_group") ? "entity_group" : "entity";
+            String gKey = g.has("entity_group") ? "entity_group" : "entity";
+            String at = where + "[" + j + "].";
+            if (!wKey.equals(gKey)) {
+                add(Kind.ENTITY_KIND, at + "kind (" + gKey + ") != golden " + wKey);
+            } else if (!str(g, gKey).equals(str(w, wKey))) {
+                add(Kind.ENTITY_LABEL, at + wKey + ": '" + str(g, gKey) + "' != golden '" + str(w, wKey) + "'");
+            } else if (g.get("start").getAsInt() != w.get("start").getAsInt()) {
+                add(Kind.ENTITY_START, at + "start: " + g.get("start") + " != golden " + w.get("start"));
+            } else if (g.get("end").getAsInt() != w.get("end").getAsInt()) {
+                add(Kind.ENTITY_END, at + "end: " + g.get("end") + " != golden " + w.get("end"));
+            } else if (!str(g, "word").equals(str(w, "word"))) {
+                add(Kind.ENTITY_WORD, at + "word: '" + str(g, "word") + "' != golden '" + str(w, "word") + "'");
+            } else if (w.has("index") && (!g.has("index") || g.get("index").getAsInt() != w.get("index").getAsInt())) {
+                add(Kind.ENTITY_INDEX, at + "index: " + (g.has("index") ? g.get("index") : "none") + " != golden " + w.get("index"));
+            } else {
+                double gs = g.get("score").getAsDouble();
+                double ws = w.get("score").getAsDouble();
+                double d = absDiff(gs, ws);
+                maxScoreDiff = Math.max(maxScoreDiff, d);
+                if (gs == ws) {
+                    identicalScores++;
+                }
+                if (!(d <= tolerance)) {
+                    add(Kind.ENTITY_SCORE, at + "score: " + gs + " differs from golden " + ws + " by " + fmt(d));
+                }
+            }
+        }
+    }
+
+    /**
+     * Entities in the pipeline's JSON form: {@code entity} (with {@code index}) or {@code
+     * entity_group}, score, word, start, end (code points).
+     *
+     * @param es entities
+     * @return a JSON array
+     */
+    public static JsonArray toJson(List<Entity> es) {
+        JsonArray a = new JsonArray();
+        for (Entity e : es) {
+            JsonObject o = new JsonObject();
+            o.addProperty(e.isGroup() ? "entity_group" : "entity", e.label());
+            o.addProperty("score", e.score());
+            if (!e.isGroup()) {
+                o.addProperty("index", e.index().getAsInt());
+            }
+            o.addProperty("word", e.word());
+            o.addProperty("start", e.start());
+            o.addProperty("end", e.end());
+            a.add(o);
+        }
+        return a;
+    }
+
+    private void add(Kind kind, String message) {
+        differences.add(new Difference(kind, Objects.requireNonNull(message)));
+    }
+
+    /** @return true when nothing differs */
+    public boolean ok() {
+        return differences.isEmpty();
+    }
+
+    /** @return every difference's message, in comparison order */
+    public List<String> differences() {
+        return differences.stream().map(Difference::message).toList();
+    }
+
+    /** @return every difference with its kind */
+    public List<Difference> details() {
+        return Collections.unmodifiableList(differences);
+    }
+
+    /** @return the kinds of difference seen */
+    public Set<Kind> kinds() {
+        Set<Kind> out = EnumSet.noneOf(Kind.class);
+        differences.forEach(d -> out.add(d.kind()));
+        return out;
+    }
+
+    /** @return cases compared */
+    public int cases() {
+        return cases;
+    }
+
+    /** @return tokens compared */
+    public int tokens() {
+        return tokens;
+    }
+
+    /** @return expected entities compared */
+    public int entities() {
+        return entities;
+    }
+
+    /** @return entities whose score was bit-identical to the expected one */
+    public int identicalScores() {
+        return identicalScores;
+    }
+
+    /** @return the worst per-token or entity score difference */
+    public double maxScoreDiff() {
+        return maxScoreDiff;
+    }
+
+    /** @return the tolerance used */
+    public double tolerance() {
+        return tolerance;
+    }
+
+    /** @return a one-line summary, as Python's Comparison.summary() */
+    public String summary() {
+        String status = ok() ? "OK" : differences.size() + " difference(s)";
+        return status + ": " + cases + " cases, " + tokens + " tokens, " + entities + " entities compared; worst score"
+                + " difference " + fmt(maxScoreDiff) + " (tolerance " + tolerance + ")";
+    }
+
+    private static String str(JsonObject o, String key) {
+        return o.get(key).getAsString();
+    }
+
+    private static double absDiff(double a, double b) {
+        double d = Math.abs(a - b);
+        return Double.isNaN(d) ? Double.POSITIVE_INFINITY : d;
+    }
+
+    private static int firstDiff(long[] a, long[] b) {
+        int n = Math.min(a.length, b.length);
+        for (int i = 0; i < n; i++) {
+            if (a[i] != b[i]) {
+                return i;
+            }
+        }
+        return a.length == b.length ? -1 : n;
+    }
+
+    private static long[] longs(JsonArray a) {
+        long[] out = new long[a.size()];
+        for (int i = 0; i < out.length; i++) {
+            out[i] = a.get(i).getAsLong();
+        }
+        return out;
+    }
+
+    private static long[] toLongs(int[] a) {
+        return Arrays.stream(a).asLongStream().toArray();
+    }
+
+    private static String fmt(double d) {
+        return String.format(Locale.ROOT, "%.3g", d);
+    }
+}
