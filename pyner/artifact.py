@@ -12,13 +12,15 @@ import datetime as _dt
 import hashlib
 import json
 import os
+import re
 import shutil
+import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from .errors import ArtifactError
+from .errors import ArtifactError, UsageError
 
 FORMAT = "pyner-artifact"
 FORMAT_VERSION = 1
@@ -57,6 +59,7 @@ class Manifest:
 
     raw: dict[str, Any]
     path: Path
+    digest: str | None = None  # artifact_digest() of the exact bytes read (set by read_manifest)
 
     @property
     def labels(self) -> list[str]:
@@ -91,6 +94,69 @@ class Manifest:
         return dict(self.raw.get("files", {}))
 
 
+DIGEST_PREFIX = "sha256:"
+_DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}")
+
+
+def artifact_digest(manifest_bytes: bytes) -> str:
+    """The artifact's digest: "sha256:" + hex sha256 of the exact bytes of `pyner.json`.
+
+    The manifest holds every file's sha256, so this one value pins the whole folder. It detects any
+    change, but proves nothing about who made the artifact: compare it with a digest you obtained
+    from a source you trust (`--expect-digest`). The JVM computes the same value.
+    """
+    return DIGEST_PREFIX + hashlib.sha256(manifest_bytes).hexdigest()
+
+
+def parse_digest(value: str, *, source: str = "expect_digest") -> str:
+    """Validate an expected digest ("sha256:" + 64 hex digits, any case); returns it lower-cased."""
+    v = value.strip().lower() if isinstance(value, str) else ""
+    if not _DIGEST_RE.fullmatch(v):
+        raise UsageError(f"{source}: {value!r} is not an artifact digest (\"sha256:\" followed by 64 hex digits)",
+                         hint="`pyner verify ARTIFACT_DIR` and `pyner package` print an artifact's digest")
+    return v
+
+
+def check_digest(manifest: Manifest, expected: str) -> None:
+    """Refuse any artifact whose digest is not `expected`, naming both digests."""
+    want = parse_digest(expected)
+    if manifest.digest != want:
+        raise ArtifactError(
+            f"{manifest.path.parent}: artifact digest {manifest.digest} is not the expected {want}: a different "
+            "or modified artifact",
+            hint="deploy the artifact you pinned, or update the expected digest after checking where this one comes from",
+        )
+
+
+def _unreadable(path: Path, exc: OSError) -> ArtifactError:
+    return ArtifactError(
+        f"{path}: cannot read ({exc.strerror or exc}) as uid {os.geteuid()}",
+        hint="make the artifact readable by this user, e.g. chmod -R a+rX on its folder",
+    )
+
+
+def confined_path(root: Path, name: object, mpath: Path) -> Path:
+    """`root / name` for a manifest file name, refusing anything that is not a plain file name inside `root`:
+    absolute paths, "..", path separators, and symlinks that resolve outside the folder."""
+    if (not isinstance(name, str) or name in ("", ".", "..") or "/" in name or "\\" in name or "\0" in name
+            or os.path.isabs(name)):
+        raise ArtifactError(f"{mpath}: file name {name!r} is not a plain file name inside the artifact folder",
+                            hint="the manifest was modified: re-package the model, or restore the original artifact")
+    p = root / name
+    try:
+        is_link = stat.S_ISLNK(os.lstat(p).st_mode)
+    except FileNotFoundError:
+        return p
+    except PermissionError as exc:
+        raise _unreadable(p, exc) from None
+    if is_link:
+        real = Path(os.path.realpath(p))
+        if not real.is_relative_to(Path(os.path.realpath(root))):
+            raise ArtifactError(f"{p}: a symlink to {real}, outside the artifact folder",
+                                hint="copy the file into the folder (artifacts are self-contained)")
+    return p
+
+
 def read_manifest(artifact_dir: str | os.PathLike) -> Manifest:
     """Parse and validate the manifest's shape and version (not the checksums: see `check_files`)."""
     d = Path(artifact_dir)
@@ -99,10 +165,14 @@ def read_manifest(artifact_dir: str | os.PathLike) -> Manifest:
     if not d.is_dir():
         raise ArtifactError(f"not a folder: {d} (an artifact is a folder holding {MANIFEST})")
     mpath = d / MANIFEST
-    if not mpath.is_file():
-        raise ArtifactError(f"{mpath}: missing; this folder is not a pyner artifact", hint="create one with `pyner package`")
     try:
-        raw = json.loads(mpath.read_text(encoding="utf-8"))
+        data = mpath.read_bytes()
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        raise ArtifactError(f"{mpath}: missing; this folder is not a pyner artifact", hint="create one with `pyner package`") from None
+    except PermissionError as exc:
+        raise _unreadable(mpath, exc) from None
+    try:
+        raw = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ArtifactError(f"{mpath}: not valid JSON ({exc})") from exc
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
@@ -118,26 +188,35 @@ def read_manifest(artifact_dir: str | os.PathLike) -> Manifest:
     for key in ("labels", "precision", "max_length", "stride", "inputs", "outputs", "files"):
         if key not in raw:
             raise ArtifactError(f"{mpath}: required field {key!r} is missing")
+    if not isinstance(raw["files"], dict):
+        raise ArtifactError(f"{mpath}: \"files\" is not an object of file name -> checksum")
     missing = [f for f in REQUIRED_FILES if f not in raw["files"]]
     if missing:
         raise ArtifactError(f"{mpath}: the manifest lists no checksum for {', '.join(missing)}")
-    return Manifest(raw=raw, path=mpath)
+    for name in [*raw["files"], *([raw["external_data"]] if raw.get("external_data") is not None else [])]:
+        confined_path(d, name, mpath)
+    return Manifest(raw=raw, path=mpath, digest=artifact_digest(data))
 
 
 def check_files(manifest: Manifest) -> None:
     """Check every file the manifest lists: present, same size, same sha256. Names the first bad file."""
     root = manifest.path.parent
     for name, entry in manifest.files.items():
-        p = root / name
+        p = confined_path(root, name, manifest.path)
         if not p.is_file():
             raise ArtifactError(f"{p}: missing (listed in {MANIFEST})")
         size = p.stat().st_size
+        if not isinstance(entry, dict):
+            raise ArtifactError(f"{manifest.path}: the entry of {name!r} is not an object with sha256 and bytes")
         if "bytes" in entry and size != entry["bytes"]:
             raise ArtifactError(
                 f"{p}: size {size} bytes, manifest says {entry['bytes']} (truncated or modified)",
                 hint="re-package the model, or restore the file from the original artifact",
             )
-        digest = sha256_file(p)
+        try:
+            digest = sha256_file(p)
+        except PermissionError as exc:
+            raise _unreadable(p, exc) from None
         if digest != entry.get("sha256"):
             raise ArtifactError(
                 f"{p}: sha256 {digest[:16]}... does not match the manifest ({str(entry.get('sha256'))[:16]}...): the file was modified",
@@ -145,10 +224,33 @@ def check_files(manifest: Manifest) -> None:
             )
 
 
-def load_checked(artifact_dir: str | os.PathLike, *, checksums: bool = True) -> Manifest:
+def check_readable(manifest: Manifest) -> None:
+    """Every listed file can be opened for reading (what check_files proves on the way, without hashing)."""
+    root = manifest.path.parent
+    for name in manifest.files:
+        p = confined_path(root, name, manifest.path)
+        try:
+            with open(p, "rb"):
+                pass
+        except FileNotFoundError:
+            raise ArtifactError(f"{p}: missing (listed in {MANIFEST})") from None
+        except PermissionError as exc:
+            raise _unreadable(p, exc) from None
+
+
+def load_checked(artifact_dir: str | os.PathLike, *, checksums: bool = True, expect_digest: str | None = None) -> Manifest:
+    """read_manifest, then the pinned digest (if any), then every file's checksum (`checksums=False`:
+    only that each file is readable). A pinned digest always checks the files too: it vouches for
+    them only through their checksums."""
+    if expect_digest is not None:
+        parse_digest(expect_digest)  # a malformed pin is a usage error, before any reading
     m = read_manifest(artifact_dir)
-    if checksums:
+    if expect_digest is not None:
+        check_digest(m, expect_digest)
+    if checksums or expect_digest is not None:
         check_files(m)
+    else:
+        check_readable(m)
     return m
 
 

@@ -322,16 +322,18 @@ def load(
     threads: int | None = None,
     check: bool = True,
     self_check: bool = False,
+    expect_digest: str | None = None,
 ) -> Model:
     """Load an artifact folder: format version, every checksum (unless check=False), then the model.
 
     providers: ONNX Runtime execution providers ("cpu", "cuda" or full names); default CPU.
     threads: intra-op threads (default: ONNX Runtime's choice, the physical cores).
     self_check: also re-run the golden fixtures and raise ArtifactError on any difference.
+    expect_digest: "sha256:..." (`pyner verify` prints it): refuse any other artifact (ArtifactError).
     """
     if threads is not None and threads < 0:
         raise UsageError(f"threads must be >= 0, got {threads}")
-    manifest = _art.load_checked(artifact_dir, checksums=check)
+    manifest = _art.load_checked(artifact_dir, checksums=check, expect_digest=expect_digest)
     model = Model(Path(artifact_dir), manifest, providers=providers, threads=threads)
     if self_check:
         from .golden import self_check as _self_check

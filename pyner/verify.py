@@ -27,6 +27,7 @@ class VerifyReport:
             f"  format {m['format_version']}, pyner {m.get('pyner_version')}, {m.get('model_type')} {m['precision']}, "
             f"{len(m['labels'])} labels ({m.get('label_scheme')}), max_length {m['max_length']}, stride {m['stride']}",
             f"  checksums: {len(m['files'])} files OK",
+            f"  digest: {self.manifest.digest}",
             f"  onnxruntime: packaged with {m.get('onnxruntime_version')}, running {self.onnxruntime_version}",
             f"  golden: {self.comparison.summary()}",
         ]
@@ -34,14 +35,14 @@ class VerifyReport:
         return out
 
 
-def verify(artifact_dir: str | os.PathLike, *, threads: int | None = None) -> VerifyReport:
+def verify(artifact_dir: str | os.PathLike, *, threads: int | None = None, expect_digest: str | None = None) -> VerifyReport:
     """Check format, every checksum, then re-run the golden fixtures. Raises ArtifactError for a
     missing/tampered/newer artifact; golden differences are returned in the report (not raised)."""
     import onnxruntime
 
     from .runtime import Model
 
-    manifest = _art.load_checked(artifact_dir, checksums=True)
+    manifest = _art.load_checked(artifact_dir, checksums=True, expect_digest=expect_digest)
     model = Model(manifest.path.parent, manifest, threads=threads)
     golden = read_golden(manifest.path.parent)
     if not golden.get("cases"):

@@ -38,6 +38,8 @@ OPTIONS: dict[str, tuple[Callable[[str], Any], Any, str]] = {
     "tls-cert": (str, None, "PEM server certificate (with --tls-key): serve over TLS"),
     "tls-key": (str, None, "PEM private key of --tls-cert"),
     "tls-client-ca": (str, None, "PEM CA bundle: require client certificates signed by it (mutual TLS)"),
+    "expect-digest": (str, None, "refuse to serve any artifact but the one with this digest (sha256:..., printed by "
+                      "`pyner verify` and `pyner package`): pins a deployment to one artifact"),
     "grace-period": (float, 30.0, "seconds admitted requests get to finish after SIGTERM (keep below the orchestrator's)"),
     "log-level": (str, "info", "debug, info, warning or error"),
 }
@@ -94,13 +96,17 @@ def config_from_args(args: argparse.Namespace):
         max_padding=o["max_padding"], max_queue=o["max_queue"], max_queue_tokens=o["max_queue_tokens"], max_texts=o["max_texts"], max_text_chars=o["max_text_chars"],
         model_workers=o["model_workers"],
     ).check()
+    if o["expect_digest"] is not None:
+        from ..artifact import parse_digest
+
+        o["expect_digest"] = parse_digest(o["expect_digest"], source="--expect-digest")
     if o["threads"] is not None and o["threads"] < 0:
         raise UsageError(f"--threads must be >= 0, got {o['threads']}")
     config = ServeConfig(
         artifact=artifact, host=o["host"], port=o["port"], metrics_port=o["metrics_port"], batcher=batcher,
         threads=o["threads"], providers=o["providers"], tls_cert=o["tls_cert"], tls_key=o["tls_key"],
         tls_client_ca=o["tls_client_ca"], max_message_bytes=o["max_message_bytes"], grace_period=o["grace_period"],
-        cpu_threads=o["cpu_threads"], self_check=self_check,
+        cpu_threads=o["cpu_threads"], self_check=self_check, expect_digest=o["expect_digest"],
     )
     return config, o["log_level"]
 

@@ -17,6 +17,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads (default: physical cores)")
     p.add_argument("--jvm", action="store_true",
                    help="also compare the JVM library (jvm_bridge, built by `make jvm`) with the Python runtime")
+    p.add_argument("--expect-digest", metavar="sha256:HEX", default=None,
+                   help="refuse the artifact unless its digest (printed by verify and package) is this one")
     p.add_argument("-i", "--input", metavar="FILE",
                    help="with --jvm: more texts to compare (plain-text lines or JSON Lines with \"text\"; '-' reads stdin)")
 
@@ -43,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     if args.input and not args.jvm:
         raise UsageError("-i FILE is only used with --jvm (the golden texts are always verified)")
     texts = _read_texts(args.input) if args.input else None
-    report = verify(args.artifact, threads=args.threads)
+    report = verify(args.artifact, threads=args.threads, expect_digest=args.expect_digest)
     for line in report.lines():
         print(line)
     status = 0

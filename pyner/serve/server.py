@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as _dt
-import hashlib
 import json
 import logging
 import os
@@ -26,6 +25,7 @@ from typing import Any
 import grpc
 
 from .. import __version__
+from ..artifact import artifact_digest
 from ..errors import ArtifactError, UsageError
 from .batcher import Batcher, BatcherConfig, Unavailable
 from .metrics import Metrics
@@ -55,6 +55,7 @@ class ServeConfig:
     grace_period: float = 30.0  # seconds admitted requests get to finish after SIGTERM
     cpu_threads: int = 1  # tokenization/decoding threads
     self_check: bool = True  # run the artifact's golden fixtures before becoming ready
+    expect_digest: str | None = None  # sha256:...: refuse any other artifact (ArtifactError)
 
 
 class State:
@@ -91,7 +92,7 @@ def model_info(model, config: ServeConfig) -> dict[str, Any]:
     manifest_bytes = Path(model.manifest.path).read_bytes() if Path(model.manifest.path).is_file() else json.dumps(raw).encode()
     return {
         "name": name,
-        "artifact_digest": "sha256:" + hashlib.sha256(manifest_bytes).hexdigest(),
+        "artifact_digest": model.manifest.digest or artifact_digest(manifest_bytes),  # the digest load() checked
         "source_digest": str(raw.get("source", {}).get("digest", "")),
         "labels": list(model.labels),
         "label_scheme": str(raw.get("label_scheme", "")),
@@ -212,7 +213,8 @@ class Server:
         if model is None:
             from ..runtime import load
 
-            model = await loop.run_in_executor(None, lambda: load(cfg.artifact, providers=cfg.providers, threads=cfg.threads))
+            model = await loop.run_in_executor(None, lambda: load(cfg.artifact, providers=cfg.providers, threads=cfg.threads,
+                                                                               expect_digest=cfg.expect_digest))
         if cfg.self_check:
             from ..golden import self_check
 
