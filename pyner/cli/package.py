@@ -43,6 +43,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def _import_export():
     from ..errors import MissingDependency
 
+    import importlib.util
+
     try:
         import pyner_export.package as pkg
     except ImportError as exc:
@@ -50,6 +52,13 @@ def _import_export():
             f"`pyner package` needs the export stage (torch, transformers, onnx), which is not installed ({exc})",
             hint="pip install 'pyner[export]'",
         ) from exc
+    # the wheel ships pyner_export itself; its heavy dependencies come only with the extra
+    missing = [m for m in ("torch", "transformers", "onnx") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise MissingDependency(
+            f"`pyner package` needs the export stage's dependencies: {', '.join(missing)} not installed",
+            hint="pip install 'pyner[export]'",
+        )
     return pkg
 
 

@@ -1,13 +1,13 @@
-"""Generated protobuf/gRPC code for the sidecar, built from `proto/` on first use.
+"""Generated protobuf/gRPC code for the sidecar: shipped in the wheel, built from `proto/` in a checkout.
 
-Generated code is not committed. `load()` compiles `proto/pyner/v1/pyner.proto` and
-`proto/inference/grpc_service.proto` with grpc_tools.protoc into the git-ignored package
-`pyner/serve/_proto/` when it is missing or was built from different .proto files (a content
-digest is stored beside it), then imports it. The build happens in a temporary folder under a file
-lock and is renamed into place, so concurrent processes never see half-written modules.
-Images and read-only installs build it once ahead of time: `python -m pyner.serve.protos`.
-
-grpcio-tools is needed only when the code must be (re)built.
+Generated code is not committed. Building the wheel runs the generator (`pyner/serve/_protogen.py`,
+called by setup.py's build_py, grpcio-tools being a build requirement), so an installed pyner
+carries `pyner/serve/_proto/` and only imports it: grpcio-tools is not a runtime dependency. In a
+source checkout (a `proto/` folder beside `pyner/`) or with $PYNER_PROTO_DIR set, `_proto/` is
+(re)generated on first use when it is missing or was built from different .proto files (a content
+digest is stored beside it); the build happens in a temporary folder under a file lock and is
+renamed into place, so concurrent processes never see half-written modules. Images built from the
+source tree generate it ahead of time: `python -m pyner.serve.protos`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import importlib
 import os
-import re
 import shutil
 import sys
 import tempfile
@@ -23,32 +22,28 @@ from pathlib import Path
 from types import ModuleType
 
 from ..errors import ArtifactError, MissingDependency
+from ._protogen import PROTO_FILES, STAMP, generate, source_digest
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "_proto"
-STAMP = "SOURCE_DIGEST"
-PROTO_FILES = ("pyner/v1/pyner.proto", "inference/grpc_service.proto")
+__all__ = ["PROTO_FILES", "STAMP", "ensure_built", "kserve", "proto_root", "pyner_v1", "source_digest"]
 
 
 def proto_root() -> Path:
-    """The folder holding `pyner/v1/pyner.proto`: $PYNER_PROTO_DIR, else `proto/` of the source tree."""
+    """The folder holding `pyner/v1/pyner.proto`: $PYNER_PROTO_DIR, else `proto/` beside the `pyner/`
+    package folder (a source checkout, or the Docker build stage's copy of one)."""
     env = os.environ.get("PYNER_PROTO_DIR")
     candidates = [Path(env)] if env else []
-    candidates += [HERE.parent.parent / "proto", HERE / "proto"]
+    candidates.append(HERE.parent.parent / "proto")
     for c in candidates:
         if (c / PROTO_FILES[0]).is_file():
             return c
+    looked = ", ".join(str(c) for c in candidates)
     raise ArtifactError(
-        f"the sidecar's .proto files were not found (looked in {', '.join(str(c) for c in candidates)})",
-        hint="set PYNER_PROTO_DIR to the folder holding pyner/v1/pyner.proto",
+        f"the sidecar's generated gRPC code ({OUT}) is missing and its .proto files were not found (looked in {looked})",
+        hint="reinstall pyner from its wheel (which ships the generated code), or set PYNER_PROTO_DIR to the folder "
+             "holding pyner/v1/pyner.proto",
     )
-
-
-def source_digest(root: Path) -> str:
-    h = hashlib.sha256()
-    for rel in PROTO_FILES:
-        h.update(rel.encode() + b"\0" + (root / rel).read_bytes() + b"\0")
-    return h.hexdigest()
 
 
 def _is_fresh(digest: str | None) -> bool:
@@ -60,30 +55,21 @@ def _is_fresh(digest: str | None) -> bool:
 
 def _compile(root: Path, digest: str) -> None:
     try:
-        from grpc_tools import protoc
+        import grpc_tools  # noqa: F401
     except ImportError as exc:
         raise MissingDependency(
             f"the sidecar's gRPC code is not built yet ({OUT}) and building it needs grpcio-tools ({exc})",
             hint="pip install grpcio-tools, or build it ahead of time with `python -m pyner.serve.protos`",
         ) from exc
-    import importlib.resources
-
-    well_known = str(importlib.resources.files("grpc_tools") / "_proto")
     tmp = Path(tempfile.mkdtemp(prefix="._proto.tmp-", dir=HERE))
     try:
-        args = ["grpc_tools.protoc", f"-I{root}", f"-I{well_known}", f"--python_out={tmp}", f"--pyi_out={tmp}",
-                f"--grpc_python_out={tmp}", *[str(root / p) for p in PROTO_FILES]]
-        if protoc.main(args) != 0:
-            raise ArtifactError(f"protoc failed on {', '.join(PROTO_FILES)} in {root} (see the messages above)")
-        # protoc writes absolute imports (`from pyner.v1 import pyner_pb2`), which would resolve to
-        # the real `pyner` package: make the sibling imports relative.
-        for grpc_file in tmp.rglob("*_pb2_grpc.py"):
-            text = grpc_file.read_text()
-            text = re.sub(r"^from [\w.]+ import (\w+_pb2) as ", r"from . import \1 as ", text, flags=re.M)
-            grpc_file.write_text(text)
-        for d in [tmp, *[p for p in tmp.rglob("*") if p.is_dir()]]:
-            (d / "__init__.py").touch()
-        (tmp / STAMP).write_text(digest + "\n")
+        try:
+            generate(root, tmp)
+        except RuntimeError as exc:
+            raise ArtifactError(str(exc)) from None
+        if (tmp / STAMP).read_text().strip() != digest:
+            raise ArtifactError(f"the .proto files in {root} changed while the gRPC code was generated; run again")
+        tmp.chmod(0o755)  # mkdtemp's 0700 would hide the code from other users of a shared checkout
         if OUT.exists():
             old = HERE / f"._proto.old-{os.getpid()}"
             os.replace(OUT, old)
@@ -96,7 +82,8 @@ def _compile(root: Path, digest: str) -> None:
 
 
 def ensure_built() -> None:
-    """Build `_proto/` if it is missing or stale. Without the .proto sources, a built copy is used as is."""
+    """Build `_proto/` if it is missing or stale. Without the .proto sources (an installed wheel), the
+    shipped copy is used as is."""
     try:
         root = proto_root()
     except ArtifactError:
