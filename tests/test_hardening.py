@@ -440,3 +440,11 @@ def test_sigkill_leftovers_are_removed_by_the_next_run(art, tmp_path):
     assert not leftover[0].exists()
     assert live.exists() and unrelated.exists()
     assert json.loads(out.read_text())["text"] == "Paris"
+
+
+def test_package_prints_the_digest(checkpoint_factory, tmp_path):
+    out = tmp_path / "art"
+    r = run("package", checkpoint_factory("bert"), "-o", out)
+    assert r.returncode == 0, r.stderr
+    digest = "sha256:" + hashlib.sha256((out / "pyner.json").read_bytes()).hexdigest()
+    assert f"  digest: {digest} " in r.stdout, r.stdout

@@ -272,6 +272,7 @@ def summary_lines(out: Path, manifest: dict[str, Any]) -> list[str]:
     fused = {k: v for k, v in (opt.get("fused_ops") or {}).items() if v}
     lines = [
         f"artifact: {out}",
+        f"  digest: {art.artifact_digest((Path(out) / art.MANIFEST).read_bytes())} (pin it: --expect-digest)",
         f"  {manifest['model_type']} {manifest['precision']}, {len(manifest['labels'])} labels ({manifest['label_scheme']}), "
         f"max_length {manifest['max_length']}, stride {manifest['stride']}, inputs {', '.join(manifest['inputs'])}",
         f"  size: model.onnx {model_bytes / 1e6:.2f} MB, folder {size / 1e6:.2f} MB; "
