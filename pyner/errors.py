@@ -65,6 +65,31 @@ class Overloaded(PynerError):
     grpc_code = "RESOURCE_EXHAUSTED"
 
 
+# The sidecar's refusals (pyner/serve/). Only a server raises them, so they keep the CLI's generic
+# exit code 1; what a caller sees is the gRPC status.
+
+
+class Unavailable(PynerError):
+    """The server is starting (model not loaded/self-checked yet) or draining for shutdown: retry elsewhere."""
+
+    exit_code = 1
+    grpc_code = "UNAVAILABLE"
+
+
+class DeadlineExpired(PynerError):
+    """The request's deadline passed before its texts reached the model."""
+
+    exit_code = 1
+    grpc_code = "DEADLINE_EXCEEDED"
+
+
+class NotFound(PynerError):
+    """A model name or version this server does not serve (KServe v2)."""
+
+    exit_code = 1
+    grpc_code = "NOT_FOUND"
+
+
 def require(module: str, *, extra: str, purpose: str):
     """Import an optional dependency or raise MissingDependency naming how to install it."""
     import importlib

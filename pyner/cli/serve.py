@@ -12,37 +12,51 @@ import os
 from typing import Any, Callable
 
 from ..errors import UsageError
+from ..serve.config import BatcherConfig as B, ServeConfig as S
 
-MiB = 1 << 20
-
-# flag -> (type, default, help). The default documents the trade-off; PYNER_<FLAG> overrides it.
+# flag -> (type, default, help). The defaults are the config classes' (pyner/serve/config.py: one
+# definition); the help documents the trade-off; PYNER_<FLAG> overrides the default.
 OPTIONS: dict[str, tuple[Callable[[str], Any], Any, str]] = {
-    "host": (str, "127.0.0.1", "address to bind; 0.0.0.0 exposes the server to the network (in containers)"),
-    "port": (int, 50051, "gRPC port; 0 picks a free one (printed in the 'listening' log line)"),
-    "metrics-port": (int, 9464, "Prometheus /metrics port on the same host; 0 picks a free one, -1 disables it"),
-    "max-batch-tokens": (int, 8192, "tokens per formed batch: larger batches amortize better but wait longer and use more memory"),
-    "max-batch-size": (int, 32, "windows per formed batch"),
-    "max-padding": (float, 0.25, "padded tokens per length bucket may exceed real tokens by this fraction: lower wastes less "
-                    "compute on CPU, higher gives fewer, larger model runs (GPUs)"),
-    "max-delay-ms": (float, 2.0, "how long the oldest request may wait for a fuller batch: throughput vs. latency at low load"),
-    "max-queue": (int, 256, "requests waiting for the model; beyond it requests fail at once with RESOURCE_EXHAUSTED"),
-    "max-queue-tokens": (int, 2_000_000, "tokens waiting for the model (bounds memory: ~70 bytes per token); one request alone is always taken"),
-    "max-texts": (int, 256, "texts per request"),
-    "max-text-chars": (int, 2_000_000, "characters per text (long texts are windowed, never truncated)"),
-    "max-message-bytes": (int, 4 * MiB, "largest request message accepted; larger ones get RESOURCE_EXHAUSTED"),
-    "threads": (int, None, "ONNX Runtime intra-op threads (default: ONNX Runtime's choice, the physical cores)"),
-    "cpu-threads": (int, 1, "threads for tokenization and decoding, which overlap with inference"),
-    "model-workers": (int, 1, "batches run at the same time, each on its own thread; with --threads 1, one per core "
-                      "serves many short texts faster (docs/serve.md)"),
-    "providers": (lambda s: [p for p in s.replace(",", " ").split() if p], None, "execution providers, e.g. 'cuda cpu' (default: cpu)"),
+    "host": (str, S.host, "address to bind; 0.0.0.0 exposes the server to the network (in containers)"),
+    "port": (int, S.port, "gRPC port; 0 picks a free one (printed in the 'listening' log line)"),
+    "metrics-port": (int, S.metrics_port, "Prometheus /metrics port on the same host (plain HTTP: keep it on a trusted "
+                     "network); 0 picks a free one, -1 disables it"),
+    "model-name": (str, S.model_name, "the model's name for KServe v2 callers (ModelInfer model_name) and in ModelInfo"),
+    "max-batch-tokens": (int, B.max_batch_tokens, "padded tokens (windows x longest) per formed batch: larger batches "
+                         "amortize better but keep the model longer and use more memory"),
+    "max-batch-size": (int, B.max_batch_size, "windows per formed batch"),
+    "max-padding": (float, B.max_padding, "padded tokens per model run may exceed real tokens by this fraction: lower wastes "
+                    "less compute on CPU, higher gives fewer, larger model runs (GPUs)"),
+    "max-delay-ms": (float, B.max_delay_ms, "how long the oldest request may wait for a fuller batch: throughput vs. latency at low load"),
+    "max-queue": (int, B.max_queue, "requests waiting for the model; beyond it requests fail at once with RESOURCE_EXHAUSTED"),
+    "max-queue-tokens": (int, B.max_queue_tokens, "tokens waiting for the model (bounds memory: ~70 bytes per token); "
+                         "one request alone is always taken"),
+    "max-texts": (int, B.max_texts, "texts per request"),
+    "max-text-chars": (int, B.max_text_chars, "characters per text (long texts are windowed, never truncated)"),
+    "max-request-tokens": (int, B.max_request_tokens, "tokens per request, all its texts; larger requests get INVALID_ARGUMENT"),
+    "max-message-bytes": (int, S.max_message_bytes, "largest request message accepted; larger ones get RESOURCE_EXHAUSTED"),
+    "threads": (int, S.threads, "ONNX Runtime intra-op threads (default: ONNX Runtime's choice, the physical cores)"),
+    "cpu-threads": (int, S.cpu_threads, "threads for tokenization and decoding, which overlap with inference"),
+    "model-workers": (int, B.model_workers, "batches run at the same time, each on its own thread; with --threads 1, one "
+                      "per core serves many short texts faster (docs/serve.md)"),
+    "providers": (lambda s: [p for p in s.replace(",", " ").split() if p], S.providers,
+                  "execution providers, e.g. 'cuda cpu' (default: cpu)"),
     "tls-cert": (str, None, "PEM server certificate (with --tls-key): serve over TLS"),
     "tls-key": (str, None, "PEM private key of --tls-cert"),
     "tls-client-ca": (str, None, "PEM CA bundle: require client certificates signed by it (mutual TLS)"),
     "expect-digest": (str, None, "refuse to serve any artifact but the one with this digest (sha256:..., printed by "
                       "`pyner verify` and `pyner package`): pins a deployment to one artifact"),
-    "grace-period": (float, 30.0, "seconds admitted requests get to finish after SIGTERM (keep below the orchestrator's)"),
+    "grace-period": (float, S.grace_period, "seconds admitted requests get to finish after SIGTERM (keep below the orchestrator's)"),
     "log-level": (str, "info", "debug, info, warning or error"),
 }
+
+
+# --no-X flags, each turning off a ServeConfig field that is on by default; PYNER_X=0 does the same.
+SWITCHES: dict[str, tuple[str, str]] = {
+    "no-self-check": ("self_check", "become ready without re-running the artifact's golden fixtures"),
+    "no-reflection": ("reflection", "do not serve gRPC server reflection (grpcurl then needs the .proto files)"),
+}
+OFF = ("0", "false", "no", "off")
 
 
 def env_name(flag: str) -> str:
@@ -55,8 +69,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     for flag, (_, default, help_) in OPTIONS.items():
         extra = {"nargs": "*"} if flag == "providers" else {}
         p.add_argument(f"--{flag}", default=None, help=f"{help_} (default: {default}; env {env_name(flag)})", **extra)
-    p.add_argument("--no-self-check", action="store_true",
-                   help="become ready without re-running the artifact's golden fixtures (env PYNER_SELF_CHECK=0)")
+    for flag, (field_name, help_) in SWITCHES.items():
+        p.add_argument(f"--{flag}", action="store_true", help=f"{help_} (env {env_name(field_name.replace('_', '-'))}=0)")
 
 
 def resolve(args: argparse.Namespace, options: dict = OPTIONS) -> dict[str, Any]:
@@ -81,33 +95,24 @@ def resolve(args: argparse.Namespace, options: dict = OPTIONS) -> dict[str, Any]
 
 
 def config_from_args(args: argparse.Namespace):
-    from ..serve.batcher import BatcherConfig
-    from ..serve.server import ServeConfig
+    from dataclasses import fields
 
     o = resolve(args)
     artifact = args.artifact or os.environ.get("PYNER_ARTIFACT")
     if not artifact:
         raise UsageError("no artifact folder given", hint="pyner serve ARTIFACT_DIR (or set PYNER_ARTIFACT)")
-    self_check = not args.no_self_check and os.environ.get("PYNER_SELF_CHECK", "1") not in ("0", "false", "no")
+    for flag, (field_name, _) in SWITCHES.items():
+        o[field_name] = not getattr(args, flag.replace("-", "_"), False) and \
+            os.environ.get(env_name(field_name.replace("_", "-")), "1").lower() not in OFF
     if o["log_level"].lower() not in ("debug", "info", "warning", "error"):
         raise UsageError(f"--log-level {o['log_level']!r}: choose debug, info, warning or error")
-    batcher = BatcherConfig(
-        max_batch_tokens=o["max_batch_tokens"], max_batch_size=o["max_batch_size"], max_delay_ms=o["max_delay_ms"],
-        max_padding=o["max_padding"], max_queue=o["max_queue"], max_queue_tokens=o["max_queue_tokens"], max_texts=o["max_texts"], max_text_chars=o["max_text_chars"],
-        model_workers=o["model_workers"],
-    ).check()
     if o["expect_digest"] is not None:
         from ..artifact import parse_digest
 
         o["expect_digest"] = parse_digest(o["expect_digest"], source="--expect-digest")
-    if o["threads"] is not None and o["threads"] < 0:
-        raise UsageError(f"--threads must be >= 0, got {o['threads']}")
-    config = ServeConfig(
-        artifact=artifact, host=o["host"], port=o["port"], metrics_port=o["metrics_port"], batcher=batcher,
-        threads=o["threads"], providers=o["providers"], tls_cert=o["tls_cert"], tls_key=o["tls_key"],
-        tls_client_ca=o["tls_client_ca"], max_message_bytes=o["max_message_bytes"], grace_period=o["grace_period"],
-        cpu_threads=o["cpu_threads"], self_check=self_check, expect_digest=o["expect_digest"],
-    )
+    batcher = B(**{f.name: o[f.name] for f in fields(B)})
+    config = S(artifact=artifact, batcher=batcher,
+               **{f.name: o[f.name] for f in fields(S) if f.name not in ("artifact", "batcher")}).check()
     return config, o["log_level"]
 
 

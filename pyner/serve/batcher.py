@@ -1,18 +1,21 @@
-"""The dynamic batcher: one asyncio task owns the queue and packs texts of many requests by token budget.
+"""The dynamic batcher: one asyncio task owns the queue and packs windows of many requests by token budget.
 
 A request is tokenized into windows (in a thread), admitted to a bounded queue, and waits. The
-batch task takes windows from the oldest requests first until the batch reaches `max_batch_size`
-windows or `max_batch_tokens` tokens, or until the oldest request has waited `max_delay_ms`; the
-batch's windows are then sorted by length and each length bucket is padded only to its own longest
-window (`plan_buckets`: a bucket closes when padding would exceed its real tokens by
-`max_padding`). Inference runs in a single model thread, off the event loop;
-decoding runs in a CPU thread while the next batch is already in the model. A request's results
-keep the order of its texts; a request larger than one batch is spread over several.
+batch task forms a batch by taking windows round-robin across the admitted requests (one window
+of each request per round, the requests least recently served first), so a large request never
+holds the model while small ones wait: every request in the queue gets windows into every batch
+while there is room. A batch closes at `max_batch_size` windows or `max_batch_tokens` padded tokens
+(windows x longest window), or when the oldest request has waited `max_delay_ms`. The runtime's
+one batch planner (`pyner.runtime.plan_batches`) then cuts it into ONNX Runtime runs by length
+(`max_padding`), and each run is exactly one `Model.run_batch`. Inference runs in model threads
+(`model_workers`), off the event loop; decoding runs in a CPU thread while the next batch is already
+in the model. A request's results keep the order of its texts.
 
 Backpressure: at most `max_queue` admitted requests and `max_queue_tokens` tokens wait for the model
 (so memory is bounded); the next request fails at once with Overloaded (gRPC RESOURCE_EXHAUSTED)
-and a message saying so. Requests whose deadline passed
-or whose caller cancelled are removed before their remaining windows reach the model, and counted
+and a message saying so. One request may hold at most `max_request_tokens` tokens (InputError,
+INVALID_ARGUMENT: a retry cannot succeed). Requests whose deadline passed or whose caller cancelled
+are removed before their remaining windows reach the model, and counted
 (pyner_requests_dropped_total{reason}).
 
 No gRPC here: the transports (grpc_ner.py, grpc_kserve.py) convert and call `submit`.
@@ -30,54 +33,19 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..errors import InputError, Overloaded, PynerError
+from ..errors import DeadlineExpired, InputError, Overloaded, Unavailable
+from ..runtime import plan_batches
+from .config import BatcherConfig
 from .metrics import Metrics
 
 log = logging.getLogger("pyner.serve")
 
+__all__ = ["Batcher", "BatcherConfig", "TextResult", "check_request_limits", "Unavailable", "DeadlineExpired"]
 
-class Unavailable(PynerError):
-    """The server is starting (model not loaded/self-checked yet) or draining for shutdown."""
-
-    exit_code = 1
-    grpc_code = "UNAVAILABLE"
-
-
-class DeadlineExpired(PynerError):
-    """The request's deadline passed before its texts reached the model."""
-
-    exit_code = 1
-    grpc_code = "DEADLINE_EXCEEDED"
-
-
-@dataclass(frozen=True)
-class BatcherConfig:
-    max_batch_tokens: int = 8192  # tokens (without padding) per formed batch; one longer window runs alone
-    max_batch_size: int = 32  # windows per formed batch
-    max_delay_ms: float = 2.0  # how long the oldest request may wait for a fuller batch
-    max_queue: int = 256  # admitted requests waiting for the model; beyond: RESOURCE_EXHAUSTED
-    max_queue_tokens: int = 2_000_000  # tokens waiting for the model (memory); one request alone is always taken
-    max_padding: float = 0.25  # a length bucket's padded tokens may exceed its real tokens by this fraction
-    max_texts: int = 256  # texts per request
-    max_text_chars: int = 2_000_000  # code points per text (long texts are windowed, never truncated)
-    # batches the model runs at the same time, each on its own thread. With ONNX Runtime at one
-    # intra-op thread (--threads 1), one worker per core keeps every core busy with a whole batch:
-    # short texts at moderate concurrency make small batches, which one run split over two threads
-    # uses poorly (BENCHMARKS.md).
-    model_workers: int = 1
-
-    def check(self) -> "BatcherConfig":
-        from ..errors import UsageError
-
-        for name in ("max_batch_tokens", "max_batch_size", "max_queue", "max_queue_tokens", "max_texts", "max_text_chars",
-                     "model_workers"):
-            if getattr(self, name) < 1:
-                raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        if self.max_delay_ms < 0:
-            raise UsageError(f"--max-delay-ms must be >= 0, got {self.max_delay_ms}")
-        if self.max_padding < 0:
-            raise UsageError(f"--max-padding must be >= 0, got {self.max_padding}")
-        return self
+# ignore_labels names labels or entity groups (a model has tens): bound what one request may make
+# the decoding thread hash (800,000 entries took 18 s of it).
+MAX_IGNORE_LABELS = 1000
+MAX_IGNORE_LABEL_CHARS = 256
 
 
 @dataclass(frozen=True)
@@ -87,8 +55,9 @@ class TextResult:
     n_windows: int
 
 
-def check_texts(texts: Sequence[str], config: BatcherConfig) -> None:
-    """Reject requests the server will not take, naming the limit and the offending text index."""
+def check_request_limits(texts: Sequence[str], ignore_labels: Sequence[str] | None, config: BatcherConfig) -> frozenset[str] | None:
+    """Reject a request over this server's limits (texts, characters per text, ignore_labels), naming
+    the limit and the offending index; return ignore_labels as the set decoding uses (None: default)."""
     if len(texts) == 0:
         raise InputError("the request holds no texts; send at least one (an empty string is allowed)")
     if len(texts) > config.max_texts:
@@ -99,41 +68,21 @@ def check_texts(texts: Sequence[str], config: BatcherConfig) -> None:
     for i, t in enumerate(texts):
         if len(t) > config.max_text_chars:
             raise InputError(f"texts[{i}] has {len(t)} characters; this server takes at most {config.max_text_chars}")
-
-
-def plan_buckets(lengths: Sequence[int], *, max_windows: int, max_tokens: int, max_padding: float) -> list[list[int]]:
-    """Cut a formed batch into length buckets, one model run each: longest first; a bucket closes at
-    `max_windows` windows, at `max_tokens` padded tokens, or when padding it to its longest window
-    would exceed its real tokens by more than `max_padding` (a window alone always runs).
-
-    Requests arrive in random lengths: one run padded to the batch's longest window wasted about
-    half the compute on short sentences; buckets bring it back near the offline runtime's, which
-    sorts all its texts at once.
-    """
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    buckets: list[list[int]] = []
-    current: list[int] = []
-    longest = real = 0
-    for i in order:
-        n = lengths[i]
-        if current:
-            padded = longest * (len(current) + 1)
-            if len(current) >= max_windows or padded > max_tokens or padded > (real + n) * (1.0 + max_padding):
-                buckets.append(current)
-                current, real = [], 0
-        if not current:
-            longest = n
-        current.append(i)
-        real += n
-    if current:
-        buckets.append(current)
-    return buckets
+    if ignore_labels is None:
+        return None
+    if len(ignore_labels) > MAX_IGNORE_LABELS:
+        raise InputError(f"ignore_labels holds {len(ignore_labels)} entries; this server takes at most {MAX_IGNORE_LABELS}",
+                         hint="list the labels or entity groups to drop (the model has few); an empty list keeps every label")
+    for i, label in enumerate(ignore_labels):
+        if not isinstance(label, str) or len(label) > MAX_IGNORE_LABEL_CHARS:
+            raise InputError(f"ignore_labels[{i}] is not a label name of at most {MAX_IGNORE_LABEL_CHARS} characters")
+    return frozenset(ignore_labels)
 
 
 class _Job:
     """One admitted request: its windows, where they are, and the future its caller awaits."""
 
-    __slots__ = ("encoded", "windows", "scores", "next", "done", "aggregation", "ignore_labels",
+    __slots__ = ("encoded", "windows", "scores", "next", "taken_from", "done", "aggregation", "ignore_labels",
                  "future", "admitted", "enqueued", "deadline", "started", "released")
 
     def __init__(self, encoded, aggregation, ignore_labels, future, admitted, deadline):
@@ -141,6 +90,7 @@ class _Job:
         self.windows = [w for e in encoded for w in e.windows]
         self.scores: list[np.ndarray | None] = [None] * len(self.windows)
         self.next = 0  # first window not yet handed to the model
+        self.taken_from = 0  # self.next when the batch being formed began
         self.done = 0  # windows with scores
         self.aggregation = aggregation
         self.ignore_labels = ignore_labels
@@ -230,7 +180,7 @@ class Batcher:
         """Entities per text (in order). `deadline` is absolute, on time.monotonic()'s clock."""
         if self._closing:
             raise Unavailable("the server is shutting down and takes no new requests; retry on another replica")
-        check_texts(texts, self.config)
+        ignore = check_request_limits(texts, ignore_labels, self.config)
         if self._pending >= self.config.max_queue:
             raise Overloaded(
                 f"server overloaded: {self._pending} requests are already waiting for the model "
@@ -249,12 +199,16 @@ class Batcher:
             for e in encoded:
                 self.metrics.input_tokens.observe(e.n_tokens)
             tokens = sum(e.n_tokens for e in encoded)
+            if tokens > self.config.max_request_tokens:
+                raise InputError(
+                    f"the request holds {tokens} tokens; this server takes at most {self.config.max_request_tokens} "
+                    "per request (--max-request-tokens)", hint="split the text into several requests")
             if self._queue and self._queued_tokens + tokens > self.config.max_queue_tokens:
                 raise Overloaded(
                     f"server overloaded: {self._queued_tokens} tokens already wait for the model and this request adds "
                     f"{tokens} (--max-queue-tokens {self.config.max_queue_tokens}); retry later with backoff",
                 )
-            job = _Job(encoded, aggregation, ignore_labels, loop.create_future(), admitted, deadline)
+            job = _Job(encoded, aggregation, ignore, loop.create_future(), admitted, deadline)
             self._queue.append(job)
             self._queued_windows += len(job.windows)
             self._queued_tokens += job.remaining_tokens()
@@ -289,7 +243,7 @@ class Batcher:
             while not self._queue:
                 self._wakeup.clear()
                 await self._wakeup.wait()
-            oldest = self._queue[0].enqueued
+            oldest = min(job.enqueued for job in self._queue)
             while not self._full() and not self._closing:
                 remaining = oldest + delay - time.monotonic()
                 if remaining <= 0:
@@ -309,7 +263,6 @@ class Batcher:
                     log.exception("batch failed")
 
     def _drop(self, job: _Job, now: float) -> None:
-        self._queue.popleft()
         self._release(job)
         expired = job.deadline is not None and now >= job.deadline
         self.metrics.dropped.labels(reason="deadline" if expired else "cancelled").inc()
@@ -318,53 +271,66 @@ class Batcher:
                 f"the deadline passed after {now - job.admitted:.3f}s in the queue, before the texts reached the model"))
 
     def _form_batch(self) -> tuple[list[tuple[_Job, int]], list[_Job], int]:
+        """Windows round-robin across the queued requests, least recently served first: one window of
+        each per round until the batch holds max_batch_size windows or max_batch_tokens padded tokens.
+        The requests served go to the back of the queue; those the batch had no room for stay in front."""
         cfg = self.config
         now = time.monotonic()
-        items: list[tuple[_Job, int]] = []
-        jobs: list[_Job] = []
-        tokens = 0
-        while self._queue and len(items) < cfg.max_batch_size:
-            job = self._queue[0]
+        live: list[_Job] = []
+        for job in self._queue:
             if job.future.done() or (job.deadline is not None and now >= job.deadline):
                 self._drop(job, now)
-                continue
-            took = 0
-            while job.next < len(job.windows) and len(items) < cfg.max_batch_size:
-                n = len(job.windows[job.next])
-                if items and tokens + n > cfg.max_batch_tokens:
+            else:
+                live.append(job)
+        items: list[tuple[_Job, int]] = []
+        served: list[_Job] = []
+        longest = tokens = 0
+        candidates = live
+        while candidates and len(items) < cfg.max_batch_size:
+            again = []
+            for job in candidates:
+                if len(items) >= cfg.max_batch_size:
                     break
+                n = len(job.windows[job.next])
+                if items and (len(items) + 1) * max(longest, n) > cfg.max_batch_tokens:
+                    continue  # no room for this window: the job waits for the next batch
+                if job.next == job.taken_from:
+                    served.append(job)
                 items.append((job, job.next))
-                tokens += n
                 job.next += 1
-                took += 1
+                longest = max(longest, n)
+                tokens += n
                 self._queued_windows -= 1
                 self._queued_tokens -= n
-            if took:
-                jobs.append(job)
-                if not job.started:
-                    job.started = True
-                    self.metrics.queue_time.observe(now - job.admitted)
+                if job.next < len(job.windows):
+                    again.append(job)
+            candidates = again
+        taken = set(map(id, served))
+        for job in served:
+            job.taken_from = job.next
+            if not job.started:
+                job.started = True
+                self.metrics.queue_time.observe(now - job.admitted)
             if job.next == len(job.windows):
-                self._queue.popleft()
                 self._release(job)
-            else:
-                break  # the batch is full
-        return items, jobs, tokens
+        self._queue = deque([j for j in live if id(j) not in taken] + [j for j in served if j.next < len(j.windows)])
+        return items, served, tokens
 
     def _forward(self, windows):
+        """Score one formed batch: the runtime's planner cuts it into runs, each exactly one ONNX Runtime run."""
         cfg = self.config
         t0 = time.perf_counter()
+        lengths = [len(w) for w in windows]
         scores: list = [None] * len(windows)
         padded = 0
-        buckets = plan_buckets([len(w) for w in windows], max_windows=cfg.max_batch_size,
-                               max_tokens=cfg.max_batch_tokens, max_padding=cfg.max_padding)
-        for bucket in buckets:
-            part = [windows[i] for i in bucket]
-            out = self.model.forward(part, batch_size=cfg.max_batch_size, max_batch_tokens=cfg.max_batch_tokens)
-            for i, s in zip(bucket, out):
-                scores[i] = s
-            padded += max(len(w) for w in part) * len(part)
-        self.metrics.model_runs.inc(len(buckets))
+        runs = plan_batches(lengths, batch_size=cfg.max_batch_size, max_batch_tokens=cfg.max_batch_tokens,
+                            max_padding=cfg.max_padding)
+        for run in runs:
+            out = self.model.run_batch([windows[i] for i in run])
+            for row, i in enumerate(run):
+                scores[i] = out[row, :lengths[i]]
+            padded += len(run) * max(lengths[i] for i in run)
+        self.metrics.model_runs.inc(len(runs))
         self.metrics.padded_tokens.inc(padded)
         return scores, time.perf_counter() - t0
 

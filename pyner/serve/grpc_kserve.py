@@ -15,9 +15,9 @@ from typing import Any
 
 from .. import __version__
 from ..decode import check_aggregation
-from ..errors import InputError
+from ..errors import InputError, NotFound
 from . import protos
-from .rpc import NotFound, deadline_of, handle
+from .rpc import deadline_of, handle
 
 pb, pb_grpc = protos.kserve()
 
@@ -60,11 +60,7 @@ def texts_of(request) -> tuple[list[str], Any, bool]:
         items = unpack_bytes(request.raw_input_contents[0], where)
     else:
         items = list(tensor.contents.bytes_contents)
-    count = 1
-    for d in tensor.shape:
-        count *= int(d)
-    if count != len(items) or not tensor.shape:
-        raise InputError(f"{where}: shape {list(tensor.shape)} holds {count} elements but {len(items)} were sent")
+    check_shape(list(tensor.shape), len(items), where)
     texts = []
     for i, b in enumerate(items):
         try:
@@ -75,6 +71,22 @@ def texts_of(request) -> tuple[list[str], Any, bool]:
         if o.name != OUTPUT:
             raise InputError(f"unknown output {o.name!r}; the model's output is {OUTPUT!r}")
     return texts, list(tensor.shape), raw
+
+
+def check_shape(shape: list[int], n: int, where: str) -> None:
+    """A request's shape is concrete: at least one dimension, none negative (-1 is only for metadata),
+    holding exactly the n elements sent (the model answers in the same shape)."""
+    if not shape:
+        raise InputError(f"{where}: shape [] is a scalar; send shape [N] for N texts ({n} elements were sent)")
+    bad = [d for d in shape if d < 0]
+    if bad:
+        raise InputError(f"{where}: shape {shape} has a negative dimension ({bad[0]}); a request's shape is concrete: "
+                         f"[{n}] for the {n} elements sent")
+    count = 1
+    for d in shape:
+        count *= d
+    if count != n:
+        raise InputError(f"{where}: shape {shape} holds {count} elements but {n} were sent")
 
 
 def _param(request, name: str, default: str) -> str:

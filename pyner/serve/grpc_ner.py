@@ -61,7 +61,8 @@ class NerServicer(pb_grpc.NerServiceServicer):
         async def body():
             batcher = self.state.require_ready()
             aggregation = check_aggregation(request.aggregation or "simple")
-            ignore = list(request.ignore_labels.labels) if request.HasField("ignore_labels") else None
+            # the repeated field as it is: the batcher checks its size before reading it (once per request)
+            ignore = request.ignore_labels.labels if request.HasField("ignore_labels") else None
             texts = list(request.texts)
             results = await batcher.submit(texts, aggregation=aggregation, ignore_labels=ignore, deadline=deadline_of(context))
             info = self.state.info

@@ -16,12 +16,6 @@ from ..errors import PynerError
 log = logging.getLogger("pyner.serve")
 
 
-class NotFound(PynerError):
-    """A model name or version this server does not serve."""
-
-    grpc_code = "NOT_FOUND"
-
-
 def grpc_status(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     """The status code and message a client sees for `exc` (ARCHITECTURE.md, "Errors and exit codes")."""
     if isinstance(exc, PynerError):

@@ -1,11 +1,13 @@
 """The sidecar process: a grpc.aio server with pyner.v1, KServe v2, health and reflection; a metrics endpoint.
 
 Lifecycle:
-  1. bind (127.0.0.1 unless told otherwise; TLS / mutual TLS when given files), start the metrics
-     endpoint; health answers NOT_SERVING;
+  1. bind (127.0.0.1 unless told otherwise; TLS / mutual TLS when given files, checked first so that
+     a bad file is named), start the metrics endpoint; health answers NOT_SERVING;
   2. load the artifact (checksums), run its golden self-check, start the batcher; health SERVING;
   3. on SIGTERM/SIGINT: health NOT_SERVING, new requests get UNAVAILABLE, admitted requests finish
-     within the grace period, then the server stops and the process exits 0.
+     within the grace period, then the process exits 0 without gRPC's own stop(): that stop cancels
+     the calls it has received but not yet handed to a handler (CANCELLED, which clients do not
+     retry); a closed connection is UNAVAILABLE, which they do.
 Logs are one JSON object per line on stderr.
 """
 
@@ -17,8 +19,9 @@ import json
 import logging
 import os
 import signal
+import ssl
+import sys
 import threading
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,36 +29,19 @@ import grpc
 
 from .. import __version__
 from ..artifact import artifact_digest
-from ..errors import ArtifactError, UsageError
-from .batcher import Batcher, BatcherConfig, Unavailable
-from .metrics import Metrics
+from ..errors import ArtifactError, Unavailable, UsageError
+from .batcher import Batcher
+from .config import MiB, BatcherConfig, ServeConfig
+from .metrics import Metrics, MetricsServer
 
 log = logging.getLogger("pyner.serve")
 
-MiB = 1 << 20
+__all__ = ["Server", "ServerThread", "ServeConfig", "BatcherConfig", "serve"]
+
 # Answers can be larger than requests (a 1 MB text with aggregation "none"): a fixed generous cap.
 MAX_SEND_MESSAGE_BYTES = 256 * MiB
 # After the queue is empty, refuse new requests with UNAVAILABLE this long before closing the port.
 DRAIN_LINGER_SECONDS = 0.5
-
-
-@dataclass
-class ServeConfig:
-    artifact: str
-    host: str = "127.0.0.1"
-    port: int = 50051  # 0: any free port (logged in the "listening" line)
-    metrics_port: int = 9464  # 0: any free port; -1: no metrics endpoint
-    batcher: BatcherConfig = field(default_factory=BatcherConfig)
-    threads: int | None = None  # ONNX Runtime intra-op threads (default: its choice)
-    providers: list[str] | None = None
-    tls_cert: str | None = None
-    tls_key: str | None = None
-    tls_client_ca: str | None = None  # mutual TLS: clients must present a certificate signed by this CA
-    max_message_bytes: int = 4 * MiB  # largest request accepted (RESOURCE_EXHAUSTED beyond)
-    grace_period: float = 30.0  # seconds admitted requests get to finish after SIGTERM
-    cpu_threads: int = 1  # tokenization/decoding threads
-    self_check: bool = True  # run the artifact's golden fixtures before becoming ready
-    expect_digest: str | None = None  # sha256:...: refuse any other artifact (ArtifactError)
 
 
 class State:
@@ -81,17 +67,9 @@ def model_info(model, config: ServeConfig) -> dict[str, Any]:
     from ..decode import AGGREGATIONS
 
     raw = model.manifest.raw
-    folder = Path(model.folder)
-    name = folder.name
-    props = folder / "serving.properties"
-    if props.is_file():
-        for line in props.read_text(encoding="utf-8").splitlines():
-            key, sep, value = line.partition("=")
-            if sep and key.strip() == "modelName" and value.strip():
-                name = value.strip()
     manifest_bytes = Path(model.manifest.path).read_bytes() if Path(model.manifest.path).is_file() else json.dumps(raw).encode()
     return {
-        "name": name,
+        "name": config.model_name,
         "artifact_digest": model.manifest.digest or artifact_digest(manifest_bytes),  # the digest load() checked
         "source_digest": str(raw.get("source", {}).get("digest", "")),
         "labels": list(model.labels),
@@ -121,7 +99,41 @@ def _read(path: str | None, what: str) -> bytes | None:
     p = Path(path)
     if not p.is_file():
         raise UsageError(f"{what} file not found: {p}")
-    return p.read_bytes()
+    try:
+        return p.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"{what} {p}: cannot be read ({exc.strerror})") from None
+
+
+def _reason(exc: ssl.SSLError) -> str:
+    return (exc.reason or str(exc)).replace("_", " ").lower()
+
+
+def tls_files(cert: str, key: str, client_ca: str | None) -> tuple[bytes, bytes, bytes | None]:
+    """Read and check the TLS files before gRPC sees them (its own error says only that it cannot
+    listen): each is PEM of the right kind and parses, and the key belongs to the certificate."""
+    cert_pem, key_pem, ca_pem = _read(cert, "--tls-cert"), _read(key, "--tls-key"), _read(client_ca, "--tls-client-ca")
+    for flag, path, pem, kinds in (("--tls-cert", cert, cert_pem, ("CERTIFICATE",)),
+                                   ("--tls-key", key, key_pem, ("PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY")),
+                                   ("--tls-client-ca", client_ca, ca_pem, ("CERTIFICATE",))):
+        if pem is None:
+            continue
+        if not any(f"-----BEGIN {k}-----".encode() in pem for k in kinds):
+            raise UsageError(f"{flag} {path}: not a PEM {kinds[0].lower()} (no '-----BEGIN {kinds[0]}-----' block)")
+        if kinds[0] == "CERTIFICATE":
+            try:
+                ssl.create_default_context(cadata=pem.decode("ascii", "replace"))
+            except (ssl.SSLError, ValueError) as exc:
+                raise UsageError(f"{flag} {path}: the certificate cannot be parsed ({exc})") from None
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        ctx.load_cert_chain(cert, key)
+    except ssl.SSLError as exc:
+        if "KEY_VALUES_MISMATCH" in str(exc):
+            raise UsageError(f"--tls-key {key} is not the private key of --tls-cert {cert}") from None
+        raise UsageError(f"--tls-key {key}: the private key cannot be loaded ({_reason(exc)}; an encrypted key is not "
+                         "supported)") from None
+    return cert_pem, key_pem, ca_pem
 
 
 def _address(host: str, port: int) -> str:
@@ -132,20 +144,13 @@ class Server:
     """One sidecar. `await start()`, `await load()`, later `await shutdown()`; or `run_forever`."""
 
     def __init__(self, config: ServeConfig, *, model=None):
-        self.config = config
-        config.batcher.check()
-        if bool(config.tls_cert) != bool(config.tls_key):
-            raise UsageError("--tls-cert and --tls-key go together: give both or neither")
-        if config.tls_client_ca and not config.tls_cert:
-            raise UsageError("--tls-client-ca (mutual TLS) needs --tls-cert and --tls-key")
-        if config.max_message_bytes < 1024:
-            raise UsageError(f"--max-message-bytes must be at least 1024, got {config.max_message_bytes}")
+        self.config = config.check()
         self.metrics = Metrics()
         self.state = State(self.metrics)
         self._model = model
         self._grpc: grpc.aio.Server | None = None
         self._health = None
-        self._httpd = None
+        self._metrics_server: MetricsServer | None = None
         self.port: int | None = None
         self.metrics_port: int | None = None
 
@@ -169,16 +174,16 @@ class Server:
         self._health_names = ["", *names]
         for n in self._health_names:
             await self._health.set(n, health_pb2.HealthCheckResponse.NOT_SERVING)
-        reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
+        if cfg.reflection:
+            reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
 
         address = _address(cfg.host, cfg.port)
+        creds = None
+        if cfg.tls_cert:
+            cert, key, ca = tls_files(cfg.tls_cert, cfg.tls_key, cfg.tls_client_ca)
+            creds = grpc.ssl_server_credentials([(key, cert)], root_certificates=ca, require_client_auth=ca is not None)
         try:
-            if cfg.tls_cert:
-                creds = grpc.ssl_server_credentials(
-                    [(_read(cfg.tls_key, "--tls-key"), _read(cfg.tls_cert, "--tls-cert"))],
-                    root_certificates=_read(cfg.tls_client_ca, "--tls-client-ca"),
-                    require_client_auth=cfg.tls_client_ca is not None,
-                )
+            if creds is not None:
                 port = server.add_secure_port(address, creds)
             else:
                 port = server.add_insecure_port(address)
@@ -191,14 +196,12 @@ class Server:
         await server.start()
 
         if cfg.metrics_port >= 0:
-            from prometheus_client import start_http_server
-
+            self._metrics_server = MetricsServer(self.metrics)
             try:
-                self._httpd, _ = start_http_server(cfg.metrics_port, addr=cfg.host, registry=self.metrics.registry)
+                self.metrics_port = await self._metrics_server.start(cfg.host, cfg.metrics_port)
             except OSError as exc:
                 await server.stop(None)
-                raise UsageError(f"cannot serve metrics on {_address(cfg.host, cfg.metrics_port)} ({exc})") from exc
-            self.metrics_port = self._httpd.server_port
+                raise UsageError(f"cannot serve metrics on {_address(cfg.host, cfg.metrics_port)} ({exc.strerror or exc})") from exc
         log.info("listening", extra={"fields": {
             "event": "listening", "host": cfg.host, "port": self.port, "metrics_port": self.metrics_port,
             "tls": bool(cfg.tls_cert), "mutual_tls": bool(cfg.tls_client_ca)}})
@@ -216,7 +219,7 @@ class Server:
             model = await loop.run_in_executor(None, lambda: load(cfg.artifact, providers=cfg.providers, threads=cfg.threads,
                                                                                expect_digest=cfg.expect_digest))
         if cfg.self_check:
-            from ..golden import self_check
+            from ..check import self_check
 
             await loop.run_in_executor(None, self_check, model)
         self._model = model
@@ -240,8 +243,11 @@ class Server:
 
     # -- stop -----------------------------------------------------------------------------------
 
-    async def shutdown(self, grace: float | None = None) -> dict[str, Any]:
-        """Drain: NOT_SERVING, refuse new requests, let admitted ones finish, stop. Returns counts."""
+    async def shutdown(self, grace: float | None = None, *, stop_grpc: bool = True) -> dict[str, Any]:
+        """Drain: NOT_SERVING, refuse new requests, let admitted ones finish, stop. Returns counts.
+
+        stop_grpc=False leaves the port open (still refusing with UNAVAILABLE) for a process that
+        exits next: see the module's docstring."""
         grace = self.config.grace_period if grace is None else grace
         self.state.draining = True
         self.state.ready = False
@@ -261,11 +267,10 @@ class Server:
             await asyncio.sleep(linger)
         if batcher:
             await batcher.close()
-        if self._grpc is not None:
+        if self._metrics_server is not None:
+            await self._metrics_server.close()
+        if self._grpc is not None and stop_grpc:
             await self._grpc.stop(1.0)
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
         counts = {"event": "stopped", "unfinished": unfinished, "requests": self._request_counts()}
         log.info("stopped", extra={"fields": counts})
         return counts
@@ -307,7 +312,8 @@ def configure_logging(level: str = "info") -> None:
 
 
 async def serve_until_signal(config: ServeConfig) -> int:
-    """Run one server until SIGTERM/SIGINT, then drain; 0 on a clean stop. Raises on a failed start."""
+    """Run one server until SIGTERM/SIGINT, drain, and end the process: exit code 0 on a clean stop
+    (1 if some requests could not finish in the grace period). Raises on a failed start."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
 
@@ -333,8 +339,13 @@ async def serve_until_signal(config: ServeConfig) -> int:
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
-    counts = await server.shutdown()
-    return 0 if counts["unfinished"] == 0 else 1
+    counts = await server.shutdown(stop_grpc=False)
+    code = 0 if counts["unfinished"] == 0 else 1
+    # Exit here, with the port still refusing: the kernel closes every connection at once, and a
+    # caller racing the shutdown sees UNAVAILABLE (gRPC's stop() would answer it CANCELLED).
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(code)
 
 
 def serve(config: ServeConfig, *, log_level: str = "info") -> int:
