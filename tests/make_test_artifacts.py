@@ -8,13 +8,15 @@ Writes, atomically (a temporary folder renamed into place):
                                    (fp32, fp16, int8), max_length 32 and stride 8 so that the golden
                                    set's long document needs many windows
     OUTDIR/<family>-fp32-L64/      fp32 with max_length 64: most golden texts fit one window
+    OUTDIR/<family>-fp32-ext/      fp32 and int8 with `--external-data always`: the weights in
+    OUTDIR/<family>-int8-ext/      model.onnx.data beside model.onnx, as a model over 2 GiB has them
     OUTDIR/decoders.json           tokenizer-decoder cases: token lists and what the Rust `tokenizers`
                                    decoders (through Python) return; the oracle for the Java decoders
     OUTDIR/index.json              what is there, and the versions that made it
     OUTDIR/key.txt                 the up-to-date key
 
 Nothing is re-packaged when OUTDIR/key.txt equals the key of the current sources: a hash of the
-exporter (export/pyner_export/*.py), the runtime (pyner/{artifact,runtime,decode,golden,errors}.py), tests/factory.py, this script, and the versions of
+exporter (export/pyner_export/*.py), the runtime (pyner/{artifact,runtime,decode,golden,check,errors}.py), tests/factory.py, this script, and the versions of
 torch, transformers, onnx, onnxruntime and tokenizers. Change any of them and the next build packages
 again. `ensure(OUTDIR)` does the same from Python and returns the artifact folders.
 """
@@ -36,9 +38,10 @@ PRECISIONS = ("fp32", "fp16", "int8")
 MAX_LENGTH = 32
 STRIDE = 8
 LONG_MAX_LENGTH = 64
+EXTERNAL_PRECISIONS = ("fp32", "int8")
 KEY_FILE = "key.txt"
 # The runtime modules that compute the golden fixtures (pyner/jvm.py, the CLI and serving do not).
-RUNTIME_FILES = ("__init__.py", "artifact.py", "errors.py", "runtime.py", "decode.py", "golden.py")
+RUNTIME_FILES = ("__init__.py", "artifact.py", "errors.py", "runtime.py", "decode.py", "golden.py", "check.py")
 
 
 def families() -> tuple[str, ...]:
@@ -59,7 +62,7 @@ def source_key() -> str:
         h.update(b"\0")
     for mod in ("torch", "transformers", "onnx", "onnxruntime", "tokenizers"):
         h.update(f"{mod}={_version(mod)}\n".encode())
-    h.update(f"{families()} {PRECISIONS} {MAX_LENGTH} {STRIDE} {LONG_MAX_LENGTH}".encode())
+    h.update(f"{families()} {PRECISIONS} {MAX_LENGTH} {STRIDE} {LONG_MAX_LENGTH} {EXTERNAL_PRECISIONS}".encode())
     return h.hexdigest()
 
 
@@ -176,7 +179,7 @@ def build(outdir: Path) -> None:
     t0 = time.perf_counter()
     with atomic_dir(outdir, force=True) as tmp:
         ckpts = tmp / ".checkpoints"
-        made, long_made = [], []
+        made, long_made, external_made = [], [], []
         for family in families():
             ckpt = make_checkpoint(family, ckpts / family, seed=0, max_length=64)
             for precision in PRECISIONS:
@@ -192,10 +195,16 @@ def build(outdir: Path) -> None:
             dst = tmp / f"{family}-fp32-L{LONG_MAX_LENGTH}"
             package(ckpt, dst, precision="fp32", max_length=LONG_MAX_LENGTH, stride=LONG_MAX_LENGTH // 4, quiet=True)
             long_made.append(dst.name)
+            for precision in EXTERNAL_PRECISIONS:
+                dst = tmp / f"{family}-{precision}-ext"
+                package(ckpt, dst, precision=precision, max_length=MAX_LENGTH, stride=STRIDE,
+                        guard=precision == "fp32", external_data="always", quiet=True)
+                external_made.append(dst.name)
         shutil.rmtree(ckpts)
         (tmp / "decoders.json").write_text(json.dumps({"cases": decoder_cases()}, ensure_ascii=False, indent=0) + "\n",
                                            encoding="utf-8")
-        index = {"artifacts": made, "long_artifacts": long_made, "max_length": MAX_LENGTH, "stride": STRIDE,
+        index = {"artifacts": made, "long_artifacts": long_made, "external_artifacts": external_made,
+                 "max_length": MAX_LENGTH, "stride": STRIDE,
                  "versions": {m: _version(m) for m in ("torch", "transformers", "onnx", "onnxruntime", "tokenizers")}}
         (tmp / "index.json").write_text(json.dumps(index, indent=1) + "\n", encoding="utf-8")
         (tmp / KEY_FILE).write_text(key + "\n")

@@ -419,13 +419,118 @@ class _Payload:
 
 def test_existing_output_needs_force(artifact_factory, checkpoint_factory, tmp_path, capsys):
     out = tmp_path / "out"
-    out.mkdir()
-    (out / "keep.txt").write_text("mine")
+    shutil.copytree(artifact_factory("bert"), out)
+    before = (out / "pyner.json").read_bytes()
+    capsys.readouterr()  # what packaging the fixture printed
     _fails([checkpoint_factory("bert"), "-o", out], capsys, 4, "output folder exists", str(out))
-    assert (out / "keep.txt").read_text() == "mine"
-    assert main(["package", str(checkpoint_factory("bert")), "-o", str(out), "--force", "--quiet"]) == 0
-    assert not (out / "keep.txt").exists() and (out / "pyner.json").is_file()
-    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+    assert (out / "pyner.json").read_bytes() == before
+    # --force replaces a pyner artifact (once the new one is complete)
+    assert main(["package", str(checkpoint_factory("bert", seed=1)), "-o", str(out), "--force", "--quiet"]) == 0
+    assert (out / "pyner.json").read_bytes() != before and art.load_checked(out)
+    # ... and an empty folder
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["package", str(checkpoint_factory("bert")), "-o", str(empty), "--force", "--quiet"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "out"]
+
+
+def test_force_never_deletes_what_is_not_an_artifact(checkpoint_factory, tmp_path, capsys):
+    """--force replaces only a pyner artifact or an empty folder; anything else is exit 2 naming it."""
+    ckpt = checkpoint_factory("bert")
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("mine")
+    _fails([ckpt, "-o", mine, "--force"], capsys, 2, "is not a pyner artifact", "thesis.tex", str(mine))
+    assert (mine / "thesis.tex").read_text() == "mine"
+    regular = tmp_path / "file.txt"
+    regular.write_text("keep")
+    _fails([ckpt, "-o", regular, "--force"], capsys, 2, "a regular file", str(regular))
+    assert regular.read_text() == "keep"
+    link = tmp_path / "link"
+    link.symlink_to(mine)
+    _fails([ckpt, "-o", link, "--force"], capsys, 2, "a symlink")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt", "link", "mine"]  # no .old-PID, no .tmp
+
+
+def test_output_inside_or_around_the_checkpoint_is_refused(checkpoint_factory, tmp_path, capsys):
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(checkpoint_factory("bert"), ckpt)
+    files = {p.name: p.read_bytes() for p in ckpt.iterdir()}
+    _fails([ckpt, "-o", ckpt, "--force"], capsys, 2, "is inside the checkpoint folder")
+    _fails([ckpt, "-o", ckpt / "artifact"], capsys, 2, "is inside the checkpoint folder")
+    _fails([ckpt, "-o", tmp_path, "--force"], capsys, 2, "contains the checkpoint folder")
+    assert {p.name: p.read_bytes() for p in ckpt.iterdir()} == files  # the weights are intact
+    parent_file = tmp_path / "plain"
+    parent_file.write_text("x")
+    _fails([ckpt, "-o", parent_file / "out"], capsys, 2, f"{parent_file} is not a folder")
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_artifact_modes_follow_the_umask(umask, checkpoint_factory, tmp_path):
+    """mkdtemp's 0700 would keep the Docker image's non-root user out of an artifact root packaged."""
+    import os
+
+    old = os.umask(umask)
+    try:
+        assert main(["package", str(checkpoint_factory("bert")), "-o", str(tmp_path / "out"), "--quiet",
+                     "--external-data", "always"]) == 0
+    finally:
+        os.umask(old)
+    out = tmp_path / "out"
+    assert out.stat().st_mode & 0o777 == 0o777 & ~umask
+    for f in out.iterdir():
+        assert f.stat().st_mode & 0o777 == 0o666 & ~umask, f.name
+
+
+def _package_proc(ckpt: Path, out: Path):
+    import subprocess
+    import sys
+
+    return subprocess.Popen([sys.executable, "-m", "pyner", "package", str(ckpt), "-o", str(out), "--quiet"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_work(parent: Path, name: str, proc, what: str = ".work") -> Path:
+    """Block until the run has a temporary folder with `what` inside (it is mid-export), or fail if it ended."""
+    import time
+
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        for p in parent.glob(f".{name}.tmp-*"):
+            if (p / what).exists():
+                return p
+        if proc.poll() is not None:
+            pytest.fail(f"pyner package ended (rc {proc.returncode}) before it was interrupted: {proc.stderr.read()}")
+        time.sleep(0.02)
+    pytest.fail("pyner package never started its export")
+
+
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT"])
+def test_a_signal_removes_everything_the_run_wrote(signame, checkpoint_factory, tmp_path):
+    import signal
+
+    proc = _package_proc(checkpoint_factory("deberta-v2"), tmp_path / "out")
+    _wait_for_work(tmp_path, "out", proc)
+    proc.send_signal(getattr(signal, signame))
+    rc = proc.wait(timeout=300)
+    assert rc == {"SIGTERM": 143, "SIGINT": 130}[signame], proc.stderr.read()
+    _no_leftovers(tmp_path, "out")
+
+
+def test_the_next_run_removes_what_a_killed_run_left(checkpoint_factory, tmp_path):
+    import signal
+
+    ckpt = checkpoint_factory("deberta-v2")
+    proc = _package_proc(ckpt, tmp_path / "out")
+    left = _wait_for_work(tmp_path, "out", proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert left.is_dir()  # SIGKILL cannot be caught: its folder stays ...
+    live = tmp_path / ".out.tmp-1-alive"  # ... and a live writer's (pid 1 always runs) is never touched
+    live.mkdir()
+    assert main(["package", str(ckpt), "-o", str(tmp_path / "out"), "--quiet"]) == 0
+    assert not left.exists() and live.is_dir()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [live.name, "out"]
 
 
 @pytest.mark.parametrize("args,needle", [

@@ -1,7 +1,7 @@
 """Validate and load a local Hugging Face token-classification checkpoint.
 
 `inspect_checkpoint` reads only JSON files (no torch) and names the first problem it finds in one
-line; `read_weights` / `load_model` import torch lazily and never unpickle arbitrary objects
+line; `check_weights` / `load_model` import torch lazily and never unpickle arbitrary objects
 (`torch.load(weights_only=True)`; safetensors preferred).
 """
 
@@ -264,16 +264,25 @@ def resolve_lengths(ckpt: Checkpoint, max_length: int | None, stride: int | None
     return max_length, stride
 
 
-def read_weights(path: Path) -> dict:
-    """Read one weights file safely; InputError naming the file when it is truncated or unreadable."""
+def check_weights(path: Path) -> None:
+    """Validate one weights file without reading its tensors into memory (a 2 GB checkpoint must not be
+    held twice): safetensors' header must cover the whole file; a .bin is opened memory-mapped with
+    weights_only (never unpickling arbitrary objects). InputError names a truncated or unsafe file."""
     import torch
 
     try:
         if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
+            from safetensors import safe_open
 
-            return load_file(str(path))
-        return torch.load(str(path), map_location="cpu", weights_only=True)
+            with safe_open(str(path), framework="pt") as f:
+                f.keys()
+            return
+        try:
+            torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as exc:
+            if "mmap" not in str(exc):
+                raise
+            torch.load(str(path), map_location="cpu", weights_only=True)  # legacy (non-zip) format: no mmap
     except Exception as exc:
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise InputError(f"{path}: unreadable or truncated weights ({msg[:200]})",
@@ -286,8 +295,7 @@ def load_model(ckpt: Checkpoint):
     from transformers import AutoConfig, AutoModelForTokenClassification
 
     for f in ckpt.weight_files:  # validate every file safely before transformers reads them
-        del_me = read_weights(f)
-        del del_me
+        check_weights(f)
     from transformers.utils import logging as hf_logging
 
     config = AutoConfig.from_pretrained(str(ckpt.path))

@@ -332,15 +332,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache-dir", help="cache root (default: $PYNER_CACHE/demo or ~/.cache/pyner/demo)")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
+    from pyner.cli import print_error
     from pyner.errors import PynerError
 
     try:
         path = ensure_demo_checkpoint(cache_dir=args.cache_dir, progress=not args.no_progress)
     except PynerError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
-        if exc.hint:
-            print(f"hint: {exc.hint}", file=sys.stderr)
-        return exc.exit_code
+        return print_error(exc)
     meta = json.loads((path / META_FILE).read_text(encoding="utf-8"))
     print(f"demo checkpoint: {path} (trained in {meta['train_seconds']} s)")
     return 0

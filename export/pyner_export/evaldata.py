@@ -109,6 +109,27 @@ def first_subword_labels(spans: Sequence[tuple[int, int]], windows, window_label
     return [x if x is not None else default for x in out]
 
 
+def encode_sentences(encode: Callable[[list[str]], list], sentences: Sequence[Sentence]) -> tuple[list, list]:
+    """Runtime windows (`encode`: texts -> [Encoded]) and word spans of each sentence's text."""
+    texts, spans = [], []
+    for words, _ in sentences:
+        text, sp = sentence_text(words)
+        texts.append(text)
+        spans.append(sp)
+    return encode(texts), spans
+
+
+def word_tags(encoded: Sequence, spans: Sequence, window_logits: Sequence[np.ndarray], labels: Sequence[str]) -> list[list[str]]:
+    """Word-level tags of each sentence from its windows' logits (flattened over all sentences)."""
+    out, k = [], 0
+    for e, sp in zip(encoded, spans):
+        n = len(e.windows)
+        ids = [np.argmax(x, axis=-1) for x in window_logits[k:k + n]]
+        k += n
+        out.append(first_subword_labels(sp, e.windows, ids, labels))
+    return out
+
+
 def predict_word_tags(model, sentences: Sequence[Sentence],
                       window_logits: Callable[[list], list[np.ndarray]] | None = None) -> list[list[str]]:
     """Word-level tags for each sentence from a pyner runtime `model`.
@@ -120,21 +141,9 @@ def predict_word_tags(model, sentences: Sequence[Sentence],
     if window_logits is None:
         def window_logits(ws):
             return model.forward(ws, output="logits")
-    texts, spans = [], []
-    for words, _ in sentences:
-        text, sp = sentence_text(words)
-        texts.append(text)
-        spans.append(sp)
-    encoded = model.encode(texts)
+    encoded, spans = encode_sentences(model.encode, sentences)
     flat = [w for e in encoded for w in e.windows]
-    logits = window_logits(flat) if flat else []
-    out, k = [], 0
-    for e, sp in zip(encoded, spans):
-        n = len(e.windows)
-        ids = [np.argmax(x, axis=-1) for x in logits[k:k + n]]
-        k += n
-        out.append(first_subword_labels(sp, e.windows, ids, model.labels))
-    return out
+    return word_tags(encoded, spans, window_logits(flat) if flat else [], model.labels)
 
 
 def entity_f1(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]], scheme: str = "IOB2") -> float:

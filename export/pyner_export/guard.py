@@ -1,13 +1,15 @@
 """The accuracy guard: the exported artifact against PyTorch, on identical windows.
 
-The runtime tokenizes (the golden texts, and the evaluation sentences when given); PyTorch and the
-artifact score the same windows. Per-token argmax agreement and the largest |logit| difference are
+The runtime's tokenizer makes the windows (the golden texts, and the evaluation sentences when given);
+PyTorch scores them first (`torch_reference`, before the export, so PyTorch's weights can be freed),
+then the artifact scores the same windows (`run_guard`). Per-token argmax agreement and the largest |logit| difference are
 taken over unpadded positions. With evaluation data, entity F1 (seqeval) of both is compared.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -54,12 +56,44 @@ def torch_window_logits(torch_model, input_names: Sequence[str], pad_id: int, *,
     return run
 
 
-def compare_tokens(model, torch_logits, texts: Sequence[str]) -> dict[str, Any]:
-    """Agreement and max |logit| difference between the artifact (`model`) and PyTorch on `texts`."""
-    encoded = model.encode(list(texts))
-    windows = [w for e in encoded for w in e.windows]
-    got = model.forward(windows, output="logits")
-    want = torch_logits(windows)
+@dataclass
+class Reference:
+    """PyTorch's logits on the guard's windows, taken before the export so that PyTorch's copy of the
+    weights can be freed before ONNX Runtime loads its own (one model in memory at a time)."""
+
+    texts: list[str]
+    encoded: list  # pyner.runtime.Encoded per golden text
+    logits: list[np.ndarray]  # PyTorch logits per window of `encoded`, flattened
+    eval_name: str | None = None
+    eval_encoded: list | None = None
+    eval_spans: list | None = None
+    eval_gold: list | None = None
+    eval_logits: list[np.ndarray] | None = None
+
+
+def _flat(encoded) -> list:
+    return [w for e in encoded for w in e.windows]
+
+
+def torch_reference(torch_model, encode, *, texts: Sequence[str], input_names: Sequence[str], pad_id: int,
+                    eval_sentences=None, eval_name: str | None = None) -> Reference:
+    """Tokenize the guard's texts with the runtime's tokenizer (`encode`: texts -> [Encoded]) and score
+    every window with PyTorch."""
+    from .evaldata import encode_sentences
+
+    run = torch_window_logits(torch_model, input_names, pad_id)
+    encoded = encode(list(texts))
+    ref = Reference(texts=list(texts), encoded=encoded, logits=run(_flat(encoded)))
+    if eval_sentences:
+        ref.eval_name = eval_name
+        ref.eval_encoded, ref.eval_spans = encode_sentences(encode, eval_sentences)
+        ref.eval_gold = [tags for _, tags in eval_sentences]
+        ref.eval_logits = run(_flat(ref.eval_encoded))
+    return ref
+
+
+def compare_tokens(got: Sequence[np.ndarray], want: Sequence[np.ndarray], *, texts: int) -> dict[str, Any]:
+    """Agreement and max |logit| difference between the artifact's logits (`got`) and PyTorch's, per window."""
     tokens = agree = 0
     worst = 0.0
     for g, w in zip(got, want):
@@ -68,24 +102,23 @@ def compare_tokens(model, torch_logits, texts: Sequence[str]) -> dict[str, Any]:
         tokens += len(g)
         agree += int((np.argmax(g, -1) == np.argmax(w, -1)).sum())
         worst = max(worst, float(np.abs(g.astype(np.float64) - w.astype(np.float64)).max()))
-    return {"texts": len(texts), "windows": len(windows), "tokens": tokens,
+    return {"texts": texts, "windows": len(got), "tokens": tokens,
             "token_agreement": agree / tokens if tokens else 1.0, "max_abs_logit_diff": worst}
 
 
-def run_guard(model, torch_model, *, precision: str, texts: Sequence[str], input_names: Sequence[str], pad_id: int,
-              eval_sentences=None, eval_name: str | None = None, label_scheme: str = "IOB2",
+def run_guard(model, ref: Reference, *, precision: str, label_scheme: str = "IOB2",
               max_f1_drop: float | None = None, enabled: bool = True) -> dict[str, Any]:
-    """Compute the guard report (the manifest's "guard"); `passed` says whether the thresholds hold.
+    """Compute the guard report (the manifest's "guard") of the runtime `model` against the PyTorch
+    reference `ref`; `passed` says whether the thresholds hold.
 
     `max_f1_drop` None takes the precision's default (DEFAULT_MAX_F1_DROP)."""
-    from .evaldata import entity_f1, predict_word_tags
+    from .evaldata import entity_f1, word_tags
 
     min_agreement = MIN_AGREEMENT[precision]
     if max_f1_drop is None:
         max_f1_drop = DEFAULT_MAX_F1_DROP[precision]
-    torch_logits = torch_window_logits(torch_model, input_names, pad_id)
     report: dict[str, Any] = {"enabled": bool(enabled), "reference": "pytorch"}
-    report.update(compare_tokens(model, torch_logits, texts))
+    report.update(compare_tokens(model.forward(_flat(ref.encoded), output="logits"), ref.logits, texts=len(ref.texts)))
     report["min_agreement"] = min_agreement
     report["max_logit_diff"] = FP32_MAX_LOGIT_DIFF if precision == "fp32" else None
     report["max_f1_drop"] = max_f1_drop
@@ -96,14 +129,15 @@ def run_guard(model, torch_model, *, precision: str, texts: Sequence[str], input
     if precision == "fp32" and not report["max_abs_logit_diff"] <= FP32_MAX_LOGIT_DIFF:
         failures.append(f"fp32 logits differ from PyTorch by {report['max_abs_logit_diff']:.3g} (limit {FP32_MAX_LOGIT_DIFF:g})")
     report["f1"] = None
-    if eval_sentences:
-        gold = [tags for _, tags in eval_sentences]
-        pred_artifact = predict_word_tags(model, eval_sentences)
-        pred_torch = predict_word_tags(model, eval_sentences, torch_logits)
-        f_torch = entity_f1(gold, pred_torch, label_scheme)
-        f_art = entity_f1(gold, pred_artifact, label_scheme)
+    if ref.eval_encoded:
+        eval_name = ref.eval_name
+        artifact_logits = model.forward(_flat(ref.eval_encoded), output="logits")
+        pred_artifact = word_tags(ref.eval_encoded, ref.eval_spans, artifact_logits, model.labels)
+        pred_torch = word_tags(ref.eval_encoded, ref.eval_spans, ref.eval_logits, model.labels)
+        f_torch = entity_f1(ref.eval_gold, pred_torch, label_scheme)
+        f_art = entity_f1(ref.eval_gold, pred_artifact, label_scheme)
         drop = f_torch - f_art
-        report["f1"] = {"file": eval_name, "sentences": len(eval_sentences), "pytorch": round(f_torch, 4),
+        report["f1"] = {"file": eval_name, "sentences": len(ref.eval_gold), "pytorch": round(f_torch, 4),
                         "artifact": round(f_art, 4), "drop": round(drop, 4), "mode": "seqeval strict " + label_scheme
                         if label_scheme in ("IOB2", "IOBES") else "seqeval conlleval"}
         if drop > max_f1_drop:

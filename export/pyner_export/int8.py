@@ -100,7 +100,10 @@ def quantize_int8(src: Path, dst: Path, *, policy: str = POLICY, exclude: list[s
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    model = onnx.load(str(src))
+    from . import onnxio
+
+    Path(dst).parent.mkdir(parents=True, exist_ok=True)
+    model = onnx.load(str(src), load_external_data=False)  # the policy needs the graph, not the weights
     if exclude is None:
         exclude = POLICIES[policy][0](model)
         description = POLICIES[policy][1]
@@ -109,8 +112,10 @@ def quantize_int8(src: Path, dst: Path, *, policy: str = POLICY, exclude: list[s
     quantize_dynamic(
         str(src), str(dst), per_channel=True, reduce_range=False, weight_type=QuantType.QInt8,
         op_types_to_quantize=["MatMul"], nodes_to_exclude=list(exclude),
-        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT}, use_external_data_format=True,
     )
+    onnxio.check_layout(dst)
+    onnxio.share_modes(Path(dst).parent)
     quantized = onnx.load(str(dst), load_external_data=False)
     counts: dict[str, int] = {}
     for node in quantized.graph.node:

@@ -43,9 +43,13 @@ def run_logits(path_or_bytes, feed: dict[str, np.ndarray]) -> tuple[np.ndarray, 
     return scores, logits
 
 
-def optimize(src: Path, dst: Path, *, num_heads: int, hidden_size: int, feed: dict[str, np.ndarray]) -> dict[str, Any]:
-    """Write the optimized graph (or a copy of `src` when fusion fails) to `dst`; return the report."""
-    import shutil
+def optimize(src: Path, dst: Path, *, num_heads: int, hidden_size: int, feed: dict[str, np.ndarray]) -> tuple[Path, dict[str, Any]]:
+    """Fuse `src` into `dst` (external data, see `onnxio.save`); return the graph to use (`dst`, or `src`
+    when fusion fails or changes the math) and the report.
+
+    Memory: the optimizer's copy of the model is released before the fused and unfused graphs are run,
+    one ONNX Runtime session at a time."""
+    from . import onnxio
 
     report: dict[str, Any] = {"optimizer": "onnxruntime.transformers", "model_type": "bert",
                               "gelu_approximation": False, "fused_ops": {}, "fallback": None}
@@ -59,12 +63,16 @@ def optimize(src: Path, dst: Path, *, num_heads: int, hidden_size: int, feed: di
                                    optimization_options=options, opt_level=0, use_gpu=False)
         stats = optimized.get_fused_operator_statistics()
         report["fused_ops"] = {k: int(v) for k, v in sorted(stats.items())}
-        optimized.save_model_to_file(str(dst), use_external_data_format=False)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        # (the optimizer's own save adds the com.microsoft opset import its fused ops need)
+        optimized.save_model_to_file(str(dst), use_external_data_format=True, all_tensors_to_one_file=True)
+        del optimized
+        onnxio.check_layout(dst)
+        onnxio.share_modes(dst.parent)
     except Exception as exc:  # the optimizer's failures are not typed
         report["fallback"] = f"fusion failed ({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}); unfused graph kept"
         report["fused_ops"] = {}
-        shutil.copyfile(src, dst)
-        return report
+        return src, report
     try:
         _, ref = run_logits(src, feed)
         _, got = run_logits(dst, feed)
@@ -77,8 +85,8 @@ def optimize(src: Path, dst: Path, *, num_heads: int, hidden_size: int, feed: di
     if not diff <= FUSION_TOLERANCE:
         report["fallback"] = report["fallback"] or f"fused graph differs from the unfused one by {diff:.3g} in logits; unfused graph kept"
         report["fused_ops"] = {}
-        shutil.copyfile(src, dst)
-    return report
+        return src, report
+    return dst, report
 
 
 def mask_subgraph_nodes(model) -> list[str]:
@@ -113,6 +121,8 @@ def to_fp16(src: Path, dst: Path) -> dict[str, Any]:
     import onnx
     from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
 
+    from . import onnxio
+
     model = onnx.load(str(src))
     node_block = mask_subgraph_nodes(model)
     # The graph's final softmax (the `scores` output) is float32 by contract.
@@ -124,7 +134,7 @@ def to_fp16(src: Path, dst: Path) -> dict[str, Any]:
     converted = convert_float_to_float16(model, keep_io_types=True, op_block_list=op_block, node_block_list=node_block)
     _unique_node_names(converted)
     _drop_output_round_trips(converted)
-    onnx.save_model(converted, str(dst))
+    onnxio.save(converted, dst)
     return {"op_block_list": [op for op in FP16_OP_BLOCK_LIST], "nodes_kept_float32": len(node_block),
             "keep_io_types": True, "target": "GPU (CUDAExecutionProvider); slower than fp32 on CPU"}
 

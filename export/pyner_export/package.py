@@ -1,10 +1,13 @@
 """`pyner package`: a Hugging Face token-classification checkpoint becomes one verified artifact folder.
 
-Steps: check the checkpoint -> load it (eager attention) -> export ONNX (scores + logits) ->
-fuse (ONNX Runtime transformer optimizer) -> fp16 / int8 -> write tokenizer.json, config.json,
-serving.properties -> accuracy guard against PyTorch -> golden fixtures (computed by the runtime)
--> manifest with every checksum. Everything happens in a temporary folder renamed into place at
-the end (`pyner.artifact.atomic_dir`): a failure at any step leaves nothing behind.
+Stages (`_Build`): check the checkpoint -> load it (eager attention; tokenizer.json, config.json,
+serving.properties written) -> PyTorch's reference logits on the guard's windows -> export ONNX
+(scores + logits; PyTorch is freed) -> fuse (ONNX Runtime transformer optimizer) -> fp16 / int8 ->
+model.onnx (+ model.onnx.data for weights over what one ONNX file holds) -> accuracy guard against
+the reference -> golden fixtures (computed by the runtime) -> manifest with every checksum. One
+copy of the weights is in memory at a time (peak about 2x the checkpoint). Everything happens in a
+temporary folder renamed into place at the end (`pyner.artifact.atomic_dir`): a failure or a
+SIGINT/SIGTERM at any step leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -14,9 +17,9 @@ import json
 import logging
 import os
 import sys
-import tempfile
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +30,7 @@ from .checkpoint import inspect_checkpoint, resolve_lengths
 
 DEFAULT_OPSET = 17
 OPSETS = range(14, 21)  # what the TorchScript exporter and ONNX Runtime 1.29 both handle
-STEPS = ("check", "load", "export", "optimize", "precision", "write", "guard", "golden", "manifest")
+STEPS = ("check", "load", "reference", "export", "optimize", "precision", "guard", "golden", "manifest")
 FP16_NOTE = ("fp16 is a GPU format: run it with the CUDA execution provider; on CPU it is slower than fp32 "
              "(use int8 for fast CPU inference)")
 
@@ -116,150 +119,257 @@ def check_options(precision: str, opset: int, max_f1_drop: float | None, int8_po
         raise UsageError(f"--max-f1-drop must be >= 0 points, got {max_f1_drop}")
 
 
-def package(model_dir, out_dir, *, precision: str = "fp32", max_length: int | None = None, stride: int | None = None,
-            opset: int = DEFAULT_OPSET, eval_data=None, max_f1_drop: float | None = None, guard: bool = True,
-            force: bool = False, quiet: bool = False, int8_policy: str | None = None,
-            int8_exclude: list[str] | None = None) -> dict[str, Any]:
+@dataclass
+class Options:
+    """Everything `pyner package` can be told, checked once (`check`) before any work starts."""
+
+    precision: str = "fp32"
+    max_length: int | None = None
+    stride: int | None = None
+    opset: int = DEFAULT_OPSET
+    eval_data: str | os.PathLike | None = None
+    max_f1_drop: float | None = None
+    guard: bool = True
+    force: bool = False
+    quiet: bool = False
+    int8_policy: str | None = None
+    int8_exclude: list[str] | None = None
+    external_data: str = "auto"
+
+    def check(self) -> "Options":
+        from .onnxio import check_mode
+
+        check_options(self.precision, self.opset, self.max_f1_drop, self.int8_policy)
+        check_mode(self.external_data)
+        return self
+
+
+def check_output(model_dir: Path, out: Path, *, force: bool) -> None:
+    """Refuse an -o that would overwrite the checkpoint or anything but a pyner artifact (before any work)."""
+    src, dst = Path(model_dir).resolve(), out.resolve()
+    if dst == src or src in dst.parents:
+        raise UsageError(f"-o {out} is inside the checkpoint folder {model_dir}",
+                         hint="write the artifact outside MODEL_DIR (an artifact there would be mixed with the checkpoint's files)")
+    if dst in src.parents:
+        raise UsageError(f"-o {out} contains the checkpoint folder {model_dir}: replacing it would delete the checkpoint",
+                         hint="write the artifact elsewhere")
+    for parent in dst.parents:
+        if parent.exists() and not parent.is_dir():
+            raise UsageError(f"-o {out}: {parent} is not a folder")
+    if not (out.exists() or out.is_symlink()):
+        return
+    if not force:
+        kind = "folder" if out.is_dir() else "path"
+        raise art.ArtifactError(f"output {kind} exists: {out.absolute()}", hint="choose another -o, or pass --force to replace it")
+    if out.is_symlink() or not out.is_dir():
+        raise UsageError(f"-o {out} is {art.describe_path(out)}, not a folder: --force replaces only a pyner artifact "
+                         "(a folder holding pyner.json) or an empty folder")
+    if not (out / art.MANIFEST).is_file():
+        entries = sorted(p.name for p in out.iterdir())
+        if entries:
+            shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
+            raise UsageError(f"-o {out} is not a pyner artifact (no {art.MANIFEST}) and holds {len(entries)} entries ({shown}): "
+                             "--force replaces only a pyner artifact or an empty folder",
+                             hint="choose another -o, or empty the folder yourself")
+
+
+def package(model_dir, out_dir, options: Options | None = None, **kwargs: Any) -> dict[str, Any]:
     """Package `model_dir` into the artifact folder `out_dir`; return the manifest written.
 
-    Raises UsageError (bad options), InputError (bad checkpoint or evaluation file), ArtifactError
-    (output exists without `force`), GuardError (accuracy guard refused; nothing written).
+    Options come as an `Options` or as its fields by keyword. Raises UsageError (bad options, an -o
+    that is not replaceable), InputError (bad checkpoint or evaluation file), ArtifactError (output
+    exists without `force`), GuardError (accuracy guard refused; nothing written). SIGTERM, like
+    SIGINT, stops it and removes everything it wrote; leftovers of a killed run are removed by the next.
     """
-    check_options(precision, opset, max_f1_drop, int8_policy)
+    opts = (options or Options(**kwargs)).check()
     out = Path(out_dir)
-    if out.exists() and not force:
-        raise art.ArtifactError(f"output folder exists: {out.absolute()}", hint="choose another -o, or pass --force to replace it")
+    check_output(Path(model_dir), out, force=opts.force)
     timings: dict[str, float] = {}
-    progress = _Progress(quiet)
+    progress = _Progress(opts.quiet)
     t_all = time.perf_counter()
     try:
-        t0 = time.perf_counter()
-        ckpt = inspect_checkpoint(model_dir)
-        max_length, stride = resolve_lengths(ckpt, max_length, stride)
-        eval_sentences = None
-        if eval_data is not None:
-            from .evaldata import read_bio
+        with art.terminate_as_exit():
+            t0 = time.perf_counter()
+            ckpt = inspect_checkpoint(model_dir)
+            max_length, stride = resolve_lengths(ckpt, opts.max_length, opts.stride)
+            eval_sentences = None
+            if opts.eval_data is not None:
+                from .evaldata import read_bio
 
-            eval_sentences = read_bio(eval_data, ckpt.labels)
-        digest = ckpt.digest()
-        timings["check"] = time.perf_counter() - t0
-        progress.step("check")
+                eval_sentences = read_bio(opts.eval_data, ckpt.labels)
+            digest = ckpt.digest()
+            timings["check"] = time.perf_counter() - t0
+            progress.step("check")
 
-        with art.atomic_dir(out, force=force) as folder, tempfile.TemporaryDirectory(prefix="pyner-export-") as work, \
-                _quiet_libraries():
-            work = Path(work)
-            manifest = _build(ckpt, folder, work, precision=precision, max_length=max_length, stride=stride,
-                              opset=opset, eval_sentences=eval_sentences, eval_name=str(eval_data) if eval_data else None,
-                              max_f1_drop=max_f1_drop, guard=guard, int8_policy=int8_policy, int8_exclude=int8_exclude, digest=digest,
-                              timings=timings, progress=progress)
-            timings["total"] = time.perf_counter() - t_all
-            manifest["timings_s"] = {k: round(v, 3) for k, v in timings.items()}
-            manifest = art.finalize_manifest(folder, manifest)
-            progress.step("manifest")
+            with art.atomic_dir(out, force=opts.force) as folder, _quiet_libraries():
+                build = _Build(ckpt, folder, opts, max_length=max_length, stride=stride, digest=digest,
+                               eval_sentences=eval_sentences, timings=timings, progress=progress)
+                manifest = build.run()
+                timings["total"] = time.perf_counter() - t_all
+                manifest["timings_s"] = {k: round(v, 3) for k, v in timings.items()}
+                manifest["peak_rss_mib"] = build.peak_rss
+                manifest = art.finalize_manifest(folder, manifest)
+                progress.step("manifest")
     finally:
         progress.close()
     return manifest
 
 
-def _build(ckpt, folder: Path, work: Path, *, precision, max_length, stride, opset, eval_sentences, eval_name,
-           max_f1_drop, guard, int8_policy, int8_exclude, digest, timings, progress) -> dict[str, Any]:
-    import onnxruntime
+def _peak_rss_mib() -> int:
+    import resource
 
-    from pyner.golden import GOLDEN_TEXTS, write_golden
-    from pyner.runtime import Model
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)  # Linux: KiB
 
-    from .checkpoint import forward_input_names, load_model
-    from .guard import run_guard
-    from .onnx_export import OUTPUTS, export_onnx
-    from .optimize import optimize, probe_feed, to_fp16
 
-    t0 = time.perf_counter()
-    model = load_model(ckpt)
-    input_names = forward_input_names(model)
-    pad_id = ckpt.tokenizer["pad_token_id"]
-    vocab = int(model.config.vocab_size)
-    timings["load"] = time.perf_counter() - t0
-    progress.step("load")
+class _Build:
+    """The packaging stages, in the order that keeps one copy of the weights in memory at a time:
+    load PyTorch -> PyTorch's reference logits on the guard's windows -> export (then PyTorch is freed)
+    -> fuse -> precision -> place model.onnx (+ model.onnx.data) -> guard (ONNX Runtime) -> golden.
+    Intermediate graphs live in `<temporary artifact folder>/.work`, so one folder holds everything a
+    run writes (removed on failure, on SIGINT/SIGTERM, and by the next run after a SIGKILL)."""
 
-    t0 = time.perf_counter()
-    raw = export_onnx(model, input_names, work / "raw.onnx", opset=opset, pad_id=pad_id, vocab_size=vocab)
-    timings["export"] = time.perf_counter() - t0
-    progress.step("export")
+    def __init__(self, ckpt, folder: Path, opts: Options, *, max_length: int, stride: int, digest: str,
+                 eval_sentences, timings: dict[str, float], progress: _Progress):
+        self.ckpt, self.folder, self.opts = ckpt, folder, opts
+        self.work = folder / ".work"
+        self.max_length, self.stride, self.digest = max_length, stride, digest
+        self.eval_sentences = eval_sentences
+        self.timings, self.progress = timings, progress
+        self.peak_rss: dict[str, int] = {}
+        self.manifest: dict[str, Any] = {}
 
-    t0 = time.perf_counter()
-    feed = probe_feed(input_names, pad_id, vocab)
-    optimized = work / "optimized.onnx"
-    optimization = optimize(raw, optimized, num_heads=ckpt.num_heads, hidden_size=ckpt.hidden_size, feed=feed)
-    timings["optimize"] = time.perf_counter() - t0
-    progress.step("optimize")
+    def run(self) -> dict[str, Any]:
+        import shutil
 
-    t0 = time.perf_counter()
-    target = folder / art.MODEL_FILE
-    quantization = None
-    precision_info: dict[str, Any] | None = None
-    if precision == "fp32":
-        os.replace(optimized, target)
-    elif precision == "fp16":
-        precision_info = to_fp16(optimized, target)
-    else:
-        from .int8 import POLICY, quantize_int8
+        for name, stage in (("load", self.load), ("reference", self.reference), ("export", self.export),
+                            ("optimize", self.optimize), ("precision", self.precision), ("guard", self.guard),
+                            ("golden", self.golden)):
+            t0 = time.perf_counter()
+            stage()
+            self.timings[name] = time.perf_counter() - t0
+            self.peak_rss[name] = _peak_rss_mib()
+            self.progress.step(name)
+        shutil.rmtree(self.work, ignore_errors=True)
+        return self.manifest
 
-        quantization = quantize_int8(optimized, target, policy=int8_policy or POLICY, exclude=int8_exclude)
-    timings["precision"] = time.perf_counter() - t0
-    progress.step("precision")
+    # -- stages ------------------------------------------------------------------------------------
 
-    _write_tokenizer(ckpt, folder / art.TOKENIZER_FILE)
-    _write_config(ckpt, folder / art.CONFIG_FILE)
-    (folder / art.SERVING_FILE).write_text(serving_properties(input_names, max_length), encoding="utf-8")
-    tok = dict(ckpt.tokenizer)
-    tok.pop("num_special_tokens", None)
-    tok.pop("model_max_length", None)
-    manifest: dict[str, Any] = {
-        "format": art.FORMAT,
-        "format_version": art.FORMAT_VERSION,
-        "source": {"path": str(ckpt.path), "digest": digest,
-                   "files": [p.relative_to(ckpt.path).as_posix() for p in ckpt.files()]},
-        "model_type": ckpt.model_type,
-        "labels": ckpt.labels,
-        "label_scheme": ckpt.label_scheme,
-        "precision": precision,
-        "opset": opset,
-        "onnxruntime_version": onnxruntime.__version__,
-        "max_length": max_length,
-        "stride": stride,
-        "inputs": input_names,
-        "outputs": list(OUTPUTS),
-        "tokenizer": {**tok, "rebuilt_by_transformers": ckpt.tokenizer_rebuilt},
-        "optimization": optimization,
-        "quantization": quantization,
-        "guard": None,
-        "golden": {"file": art.GOLDEN_FILE, "score_tolerance": art.SCORE_TOLERANCE[precision]},
-    }
-    if precision_info is not None:
-        manifest["fp16"] = precision_info
-        manifest["notes"] = [FP16_NOTE]
-    progress.step("write")
+    def load(self) -> None:
+        import onnxruntime
 
-    t0 = time.perf_counter()
-    runtime_model = Model.from_parts(folder, manifest)
-    report = run_guard(runtime_model, model, precision=precision, texts=[t for _, t in GOLDEN_TEXTS],
-                       input_names=input_names, pad_id=pad_id, eval_sentences=eval_sentences, eval_name=eval_name,
-                       label_scheme=ckpt.label_scheme, max_f1_drop=max_f1_drop, enabled=guard)
-    manifest["guard"] = report
-    timings["guard"] = time.perf_counter() - t0
-    progress.step("guard")
-    if guard and not report["passed"]:
-        raise GuardError(
-            f"accuracy guard refused the {precision} export of {ckpt.path}: " + "; ".join(report["failures"]),
-            hint="try another --precision, raise --max-f1-drop, or pass --no-guard to write it anyway (recorded in the manifest)",
-        )
-    del runtime_model
+        from .checkpoint import forward_input_names, load_model
+        from .onnx_export import OUTPUTS
 
-    t0 = time.perf_counter()
-    manifest["golden_summary"] = write_golden(folder, manifest)
-    timings["golden"] = time.perf_counter() - t0
-    progress.step("golden")
-    return manifest
+        ckpt, opts = self.ckpt, self.opts
+        self.torch_model = load_model(ckpt)
+        self.input_names = forward_input_names(self.torch_model)
+        self.pad_id = ckpt.tokenizer["pad_token_id"]
+        self.vocab = int(self.torch_model.config.vocab_size)
+        _write_tokenizer(ckpt, self.folder / art.TOKENIZER_FILE)
+        _write_config(ckpt, self.folder / art.CONFIG_FILE)
+        (self.folder / art.SERVING_FILE).write_text(serving_properties(self.input_names, self.max_length), encoding="utf-8")
+        tok = dict(ckpt.tokenizer)
+        tok.pop("num_special_tokens", None)
+        tok.pop("model_max_length", None)
+        self.manifest = {
+            "format": art.FORMAT,
+            "format_version": art.FORMAT_VERSION,
+            "source": {"path": str(ckpt.path), "digest": self.digest,
+                       "files": [p.relative_to(ckpt.path).as_posix() for p in ckpt.files()]},
+            "model_type": ckpt.model_type,
+            "labels": ckpt.labels,
+            "label_scheme": ckpt.label_scheme,
+            "precision": opts.precision,
+            "opset": opts.opset,
+            "onnxruntime_version": onnxruntime.__version__,
+            "max_length": self.max_length,
+            "stride": self.stride,
+            "inputs": self.input_names,
+            "outputs": list(OUTPUTS),
+            "tokenizer": {**tok, "rebuilt_by_transformers": ckpt.tokenizer_rebuilt},
+            "external_data": None,
+            "optimization": None,
+            "quantization": None,
+            "guard": None,
+            "golden": {"file": art.GOLDEN_FILE, "score_tolerance": art.SCORE_TOLERANCE[opts.precision]},
+        }
+
+    def reference(self) -> None:
+        from pyner.golden import GOLDEN_TEXTS
+        from pyner.runtime import encode_texts, open_tokenizer
+
+        from .guard import torch_reference
+
+        tokenizer = open_tokenizer(self.folder, art.Manifest(raw=self.manifest, path=self.folder / art.MANIFEST))
+        self.ref = torch_reference(
+            self.torch_model, lambda texts: encode_texts(tokenizer, texts), texts=[t for _, t in GOLDEN_TEXTS],
+            input_names=self.input_names, pad_id=self.pad_id, eval_sentences=self.eval_sentences,
+            eval_name=str(self.opts.eval_data) if self.opts.eval_data else None)
+
+    def export(self) -> None:
+        import gc
+
+        from . import onnx_export
+
+        (self.work / "raw").mkdir(parents=True)
+        self.raw = onnx_export.export_onnx(self.torch_model, self.input_names, self.work / "raw" / art.MODEL_FILE,
+                                           opset=self.opts.opset, pad_id=self.pad_id, vocab_size=self.vocab)
+        del self.torch_model  # the reference logits are taken: PyTorch's copy of the weights goes
+        gc.collect()
+
+    def optimize(self) -> None:
+        from .optimize import optimize, probe_feed
+
+        feed = probe_feed(self.input_names, self.pad_id, self.vocab)
+        self.fused, self.manifest["optimization"] = optimize(
+            self.raw, self.work / "fused" / art.MODEL_FILE, num_heads=self.ckpt.num_heads,
+            hidden_size=self.ckpt.hidden_size, feed=feed)
+
+    def precision(self) -> None:
+        import shutil
+
+        from . import onnxio
+        from .optimize import to_fp16
+
+        precision = self.opts.precision
+        graph = self.fused
+        if precision == "fp16":
+            graph = self.work / "fp16" / art.MODEL_FILE
+            self.manifest["fp16"] = to_fp16(self.fused, graph)
+            self.manifest["notes"] = [FP16_NOTE]
+        elif precision == "int8":
+            from .int8 import POLICY, quantize_int8
+
+            graph = self.work / "int8" / art.MODEL_FILE
+            self.manifest["quantization"] = quantize_int8(self.fused, graph, policy=self.opts.int8_policy or POLICY,
+                                                          exclude=self.opts.int8_exclude)
+        for stale in {self.raw.parent, self.fused.parent} - {graph.parent}:
+            shutil.rmtree(stale, ignore_errors=True)  # disk: only the graph in use is kept
+        nbytes = sum(f.stat().st_size for f in graph.parent.iterdir() if f.is_file())
+        external = onnxio.wants_external(self.opts.external_data, nbytes, precision)
+        self.manifest["external_data"] = onnxio.place(graph, self.folder, external=external)
+
+    def guard(self) -> None:
+        from pyner.runtime import Model
+
+        from .guard import run_guard
+
+        opts, ckpt = self.opts, self.ckpt
+        runtime_model = Model.from_parts(self.folder, self.manifest)
+        report = run_guard(runtime_model, self.ref, precision=opts.precision, label_scheme=ckpt.label_scheme,
+                           max_f1_drop=opts.max_f1_drop, enabled=opts.guard)
+        del runtime_model
+        self.manifest["guard"] = report
+        if opts.guard and not report["passed"]:
+            raise GuardError(
+                f"accuracy guard refused the {opts.precision} export of {ckpt.path}: " + "; ".join(report["failures"]),
+                hint="try another --precision, raise --max-f1-drop, or pass --no-guard to write it anyway (recorded in the manifest)",
+            )
+
+    def golden(self) -> None:
+        from pyner.check import package_golden
+
+        self.manifest["golden_summary"] = package_golden(self.folder, self.manifest)
 
 
 def summary_lines(out: Path, manifest: dict[str, Any]) -> list[str]:
@@ -267,6 +377,8 @@ def summary_lines(out: Path, manifest: dict[str, Any]) -> list[str]:
     files = manifest.get("files", {})
     size = sum(int(f.get("bytes", 0)) for f in files.values())
     model_bytes = int(files.get(art.MODEL_FILE, {}).get("bytes", 0))
+    ext = manifest.get("external_data")
+    ext_note = f" + {ext} {int(files.get(ext, {}).get('bytes', 0)) / 1e6:.2f} MB" if ext else ""
     g = manifest.get("guard") or {}
     opt = manifest.get("optimization") or {}
     fused = {k: v for k, v in (opt.get("fused_ops") or {}).items() if v}
@@ -275,7 +387,7 @@ def summary_lines(out: Path, manifest: dict[str, Any]) -> list[str]:
         f"  digest: {art.artifact_digest((Path(out) / art.MANIFEST).read_bytes())} (pin it: --expect-digest)",
         f"  {manifest['model_type']} {manifest['precision']}, {len(manifest['labels'])} labels ({manifest['label_scheme']}), "
         f"max_length {manifest['max_length']}, stride {manifest['stride']}, inputs {', '.join(manifest['inputs'])}",
-        f"  size: model.onnx {model_bytes / 1e6:.2f} MB, folder {size / 1e6:.2f} MB; "
+        f"  size: model.onnx {model_bytes / 1e6:.2f} MB{ext_note}, folder {size / 1e6:.2f} MB; "
         f"packaged in {manifest.get('timings_s', {}).get('total', 0):.1f} s",
         f"  fusions: {', '.join(f'{k} {v}' for k, v in fused.items()) or 'none'}"
         + (f" ({opt['fallback']})" if opt.get("fallback") else ""),

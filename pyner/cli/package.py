@@ -34,9 +34,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="which MatMuls int8 keeps float32: head+ffn_out (default; the classifier and every "
                         "feed-forward output projection: most accurate) or head (the classifier only: 1.4-1.6x faster "
                         "on CPU, about twice the logit error); the guard judges either")
+    p.add_argument("--external-data", default="auto", metavar="MODE",
+                   help="auto (default: weights in model.onnx.data beside model.onnx only when they exceed what one "
+                        "ONNX file holds, 2 GiB), always, or never")
     p.add_argument("--no-guard", action="store_true",
                    help="write the artifact even when the accuracy guard fails (recorded in the manifest)")
-    p.add_argument("--force", action="store_true", help="replace ARTIFACT_DIR if it exists (only once the new one is complete)")
+    p.add_argument("--force", action="store_true",
+                   help="replace ARTIFACT_DIR if it is a pyner artifact or an empty folder (only once the new one is complete)")
     p.add_argument("--quiet", action="store_true", help="no progress display and no summary")
 
 
@@ -79,7 +83,10 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import UsageError
 
     pkg = _import_export()
-    pkg.check_options(args.precision, args.opset, args.max_f1_drop, args.int8_policy)
+    options = pkg.Options(precision=args.precision, max_length=args.max_length, stride=args.stride, opset=args.opset,
+                          eval_data=args.eval_data, max_f1_drop=args.max_f1_drop, guard=not args.no_guard,
+                          force=args.force, quiet=args.quiet, int8_policy=args.int8_policy,
+                          external_data=args.external_data).check()
     if args.model_dir is None:
         out = args.output or DEMO_OUTPUT
         model_dir = _demo_checkpoint(args.quiet)
@@ -87,11 +94,7 @@ def run(args: argparse.Namespace) -> int:
         if args.output is None:
             raise UsageError("-o ARTIFACT_DIR is required when MODEL_DIR is given")
         model_dir, out = Path(args.model_dir), args.output
-    manifest = pkg.package(
-        model_dir, out, precision=args.precision, max_length=args.max_length, stride=args.stride, opset=args.opset,
-        eval_data=args.eval_data, max_f1_drop=args.max_f1_drop, guard=not args.no_guard, force=args.force, quiet=args.quiet,
-        int8_policy=args.int8_policy,
-    )
+    manifest = pkg.package(model_dir, out, options)
     if not args.quiet:
         for line in pkg.summary_lines(Path(out), manifest):
             print(line)

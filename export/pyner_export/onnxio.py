@@ -1,0 +1,122 @@
+"""How the export stage writes ONNX files: weights as external data in one file, and the artifact's layout.
+
+Every intermediate graph (raw export, fused, fp16, int8) is written as `<dir>/model.onnx` with all
+its initializers in ONE file `<dir>/model.onnx.data` (`save`): protobuf cannot hold more than 2 GiB,
+and serializing a graph with embedded weights makes a second in-memory copy of them. The artifact's
+model is then either moved as it is (external data) or rewritten with its weights embedded
+(`place`), as `pyner package --external-data auto|always|never` decides (`wants_external`).
+ONNX Runtime (Python and Java) loads `model.onnx` by path and finds the data file beside it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pyner import artifact as art
+from pyner.errors import UsageError
+
+EXTERNAL_DATA_MODES = ("auto", "always", "never")
+# protobuf's hard limit for one message is 2 GiB; graph, names and attributes need room beside the weights
+SINGLE_FILE_LIMIT = 2 * 1024 ** 3 - 64 * 1024 ** 2
+
+
+def data_file(model: Path) -> Path:
+    return model.with_name(model.name + ".data")
+
+
+def save(model_proto, path: Path) -> None:
+    """Write `model_proto` to `path` with every initializer over 1 KiB in `path`.data (one file)."""
+    import onnx
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in (path, data_file(path)):
+        if stale.exists():
+            stale.unlink()  # onnx appends to an existing data file
+    onnx.save_model(model_proto, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                    location=data_file(path).name, size_threshold=1024)
+    share_modes(path.parent)
+
+
+def share_modes(folder: Path) -> None:
+    """Give the files in `folder` the umask's mode: onnx writes external data files 0600, which a
+    container's non-root user could not read in an artifact that root packaged."""
+    mask = os.umask(0)
+    os.umask(mask)
+    for f in Path(folder).iterdir():
+        if f.is_file() and not f.is_symlink():
+            os.chmod(f, 0o666 & ~mask)
+
+
+def external_locations(path: Path) -> set[str]:
+    """The external-data files `path`'s initializers point at (read without loading the weights)."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    out = set()
+    for init in model.graph.initializer:
+        if init.data_location == onnx.TensorProto.EXTERNAL:
+            out.update(e.value for e in init.external_data if e.key == "location")
+    return out
+
+
+def check_layout(path: Path) -> None:
+    """Refuse a graph whose weights live anywhere but in `path` itself or `path`.data."""
+    bad = external_locations(path) - {data_file(path).name}
+    if bad:
+        raise RuntimeError(f"{path}: external data in unexpected files {sorted(bad)} (expected {data_file(path).name})")
+
+
+def total_bytes(path: Path) -> int:
+    """Size of the graph with its weights: model.onnx plus model.onnx.data when present."""
+    d = data_file(path)
+    return path.stat().st_size + (d.stat().st_size if d.exists() else 0)
+
+
+def check_mode(mode: str) -> str:
+    if mode not in EXTERNAL_DATA_MODES:
+        raise UsageError(f"unknown --external-data {mode!r}; choose one of: {', '.join(EXTERNAL_DATA_MODES)}")
+    return mode
+
+
+def wants_external(mode: str, nbytes: int, precision: str) -> bool:
+    """Whether the artifact's model keeps its weights in model.onnx.data (UsageError when `never` cannot fit)."""
+    if mode == "always":
+        return True
+    too_big = nbytes > SINGLE_FILE_LIMIT
+    if mode == "never" and too_big:
+        raise UsageError(
+            f"the {precision} model is {nbytes / 1e9:.2f} GB, more than one ONNX file can hold (2 GiB, a protobuf limit)",
+            hint="use --external-data auto (the default): the weights go to model.onnx.data beside model.onnx",
+        )
+    return too_big
+
+
+def place(src: Path, folder: Path, *, external: bool) -> str | None:
+    """Put the graph `src` (written by `save`, or a single file) into the artifact folder as model.onnx;
+    return the external-data file name recorded in the manifest (None: weights embedded).
+
+    External: the two files are moved (same file system: a rename, no copy). Embedded: the graph is
+    loaded once and written as one file."""
+    import onnx
+
+    src = Path(src)
+    dst = Path(folder) / art.MODEL_FILE
+    locations = external_locations(src)
+    if external:
+        if locations == {data_file(src).name}:
+            os.replace(src, dst)
+            os.replace(data_file(src), data_file(dst))
+            share_modes(dst.parent)
+        else:  # embedded weights (a tiny model's unfused fallback) or one file per tensor (the raw export)
+            save(onnx.load(str(src)), dst)
+        check_layout(dst)
+        return data_file(dst).name
+    if locations:
+        model = onnx.load(str(src))
+        onnx.save_model(model, str(dst))
+        del model
+    else:
+        os.replace(src, dst)
+    return None

@@ -1,0 +1,137 @@
+"""Artifacts whose weights live in ONNX external data (`model.onnx.data`), as every model over 2 GiB
+must: driven with tiny models through `pyner package --external-data always` (issue: large models).
+
+Oracles: PyTorch (logits), the same checkpoint packaged with embedded weights (identical golden
+fixtures: the layout must not change one bit of the computation), and the JVM (parity report).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import FAMILIES
+from pyner import artifact as art
+from pyner.cli import main
+
+from test_package import _fails, _no_leftovers, _run, _session, _torch_reference
+
+
+def _golden(folder: Path) -> dict:
+    return json.loads((folder / art.GOLDEN_FILE).read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_external_fp32_equals_pytorch_and_the_embedded_artifact(family, artifact_factory, checkpoint_factory):
+    ext = artifact_factory(family, external_data="always")
+    embedded = artifact_factory(family)
+    m = art.load_checked(ext).raw  # every checksum holds, model.onnx.data's included
+    assert m["external_data"] == "model.onnx.data"
+    assert sorted(m["files"]) == sorted([*art.REQUIRED_FILES, "model.onnx.data"])
+    e = art.load_checked(embedded).raw
+    assert e["external_data"] is None
+    # the weights moved out of model.onnx (tensors under 1 KiB stay inline)
+    assert m["files"]["model.onnx.data"]["bytes"] > m["files"]["model.onnx"]["bytes"]
+    assert m["files"]["model.onnx"]["bytes"] < e["files"]["model.onnx"]["bytes"] / 2
+    assert sorted(art.load_checked(embedded).raw["files"]) == sorted(art.REQUIRED_FILES)
+
+    enc, want = _torch_reference(checkpoint_factory(family), pairs=family in ("bert", "electra"))
+    _, got = _run(_session(ext), enc)
+    mask = enc["attention_mask"].astype(bool)
+    assert float(np.abs(got - want)[mask].max()) <= 1e-4
+    # the same graph, only stored differently: golden fixtures (ids, scores, entities) identical
+    assert _golden(ext) == _golden(embedded)
+    assert main(["verify", str(ext)]) == 0
+
+
+@pytest.mark.parametrize("family", ["bert", "xlm-roberta", "deberta-v2"])
+def test_external_int8_and_fp16_equal_their_embedded_artifacts(family, artifact_factory):
+    for precision in ("int8", "fp16"):
+        kw = {"guard": False} if precision == "int8" else {}
+        ext = artifact_factory(family, precision, external_data="always", **kw)
+        embedded = artifact_factory(family, precision, **kw)
+        assert art.load_checked(ext).raw["external_data"] == "model.onnx.data"
+        assert _golden(ext) == _golden(embedded), f"{family} {precision}"
+
+
+def test_a_modified_data_file_is_refused(artifact_factory, tmp_path, capsys):
+    ext = tmp_path / "a"
+    shutil.copytree(artifact_factory("bert", external_data="always"), ext)
+    data = bytearray((ext / "model.onnx.data").read_bytes())
+    data[len(data) // 2] ^= 0x40
+    (ext / "model.onnx.data").write_bytes(bytes(data))
+    assert main(["verify", str(ext)]) == 4
+    assert "model.onnx.data" in capsys.readouterr().err
+
+
+def test_a_manifest_naming_external_data_must_list_it(artifact_factory, tmp_path, capsys):
+    ext = tmp_path / "a"
+    shutil.copytree(artifact_factory("bert", external_data="always"), ext)
+    m = json.loads((ext / "pyner.json").read_text())
+    del m["files"]["model.onnx.data"]
+    (ext / "pyner.json").write_text(json.dumps(m))
+    assert main(["verify", str(ext)]) == 4
+    assert "model.onnx.data" in capsys.readouterr().err
+
+
+def test_auto_goes_external_only_over_the_single_file_limit(checkpoint_factory, tmp_path, monkeypatch):
+    from pyner_export import onnxio
+
+    ckpt = checkpoint_factory("bert")
+    assert main(["package", str(ckpt), "-o", str(tmp_path / "small"), "--quiet"]) == 0
+    assert not (tmp_path / "small" / "model.onnx.data").exists()
+    monkeypatch.setattr(onnxio, "SINGLE_FILE_LIMIT", 10_000)  # as if the model were over 2 GiB
+    assert main(["package", str(ckpt), "-o", str(tmp_path / "big"), "--quiet"]) == 0
+    assert json.loads((tmp_path / "big" / "pyner.json").read_text())["external_data"] == "model.onnx.data"
+    assert main(["verify", str(tmp_path / "big")]) == 0
+
+
+def test_never_refuses_a_model_over_the_limit(checkpoint_factory, tmp_path, monkeypatch, capsys):
+    from pyner_export import onnxio
+
+    monkeypatch.setattr(onnxio, "SINGLE_FILE_LIMIT", 10_000)
+    _fails([checkpoint_factory("bert"), "-o", tmp_path / "out", "--external-data", "never"], capsys, 2,
+           "more than one ONNX file can hold")
+    _no_leftovers(tmp_path, "out")
+
+
+def test_bad_external_data_mode(checkpoint_factory, tmp_path, capsys):
+    _fails([checkpoint_factory("bert"), "-o", tmp_path / "out", "--external-data", "sometimes"], capsys, 2,
+           "unknown --external-data 'sometimes'; choose one of: auto, always, never")
+
+
+def test_data_file_is_readable_by_others(artifact_factory):
+    """onnx writes external data 0600; the artifact's files get the umask's mode like the rest."""
+    ext = artifact_factory("bert", external_data="always")
+    modes = {p.name: p.stat().st_mode & 0o777 for p in ext.iterdir()}
+    assert modes["model.onnx.data"] == modes["model.onnx"] == modes["pyner.json"], modes
+    assert modes["model.onnx.data"] & 0o044 == 0o044, modes  # the default umask 022 in CI
+
+
+# ---------------------------------------------------------------------------------------------
+# the JVM loads the same layout (jar from `make jvm`; artifacts from tests/make_test_artifacts.py)
+
+
+@pytest.mark.jvm
+def test_jvm_parity_on_external_data_artifacts():
+    import make_test_artifacts
+    from test_jvm_parity import ARTIFACTS, HOSTILE, _jar_or_fail
+
+    from pyner.jvm import format_parity, jvm_parity
+
+    _jar_or_fail()
+    make_test_artifacts.ensure(ARTIFACTS)
+    index = json.loads((ARTIFACTS / "index.json").read_text())
+    names = index["external_artifacts"]
+    assert len(names) == 2 * len(FAMILIES), names
+    for name in names:
+        folder = ARTIFACTS / name
+        assert (folder / "model.onnx.data").is_file(), name
+        report = jvm_parity(folder, HOSTILE)
+        assert report.ok and report.identical_texts == report.texts, f"{name}: {format_parity(report)}"
+        if report.python_ort == report.jvm_ort:
+            assert report.max_score_diff == 0.0, f"{name}: {format_parity(report)}"
