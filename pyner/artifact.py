@@ -193,6 +193,9 @@ def read_manifest(artifact_dir: str | os.PathLike) -> Manifest:
     missing = [f for f in REQUIRED_FILES if f not in raw["files"]]
     if missing:
         raise ArtifactError(f"{mpath}: the manifest lists no checksum for {', '.join(missing)}")
+    external = raw.get("external_data")
+    if external is not None and external not in raw["files"]:
+        raise ArtifactError(f"{mpath}: the model's external data {external!r} has no checksum in \"files\"")
     for name in [*raw["files"], *([raw["external_data"]] if raw.get("external_data") is not None else [])]:
         confined_path(d, name, mpath)
     return Manifest(raw=raw, path=mpath, digest=artifact_digest(data))
@@ -277,29 +280,108 @@ def finalize_manifest(folder: Path, manifest: dict[str, Any]) -> dict[str, Any]:
     return manifest
 
 
+def describe_path(p: Path) -> str:
+    """What is at `p`, in words ("a symlink", "a FIFO", ...), for errors that refuse to replace it."""
+    try:
+        mode = os.lstat(p).st_mode
+    except FileNotFoundError:
+        return "missing"
+    for test, name in ((stat.S_ISLNK, "a symlink"), (stat.S_ISDIR, "a folder"), (stat.S_ISREG, "a regular file"),
+                       (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return name
+    return "a special file"
+
+
+@contextlib.contextmanager
+def terminate_as_exit() -> Iterator[None]:
+    """While inside, SIGTERM raises SystemExit(143) in the main thread, so that every `finally` and
+    `atomic_dir` cleans up exactly as on SIGINT (KeyboardInterrupt). Elsewhere: a no-op."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _raise(signum, frame):
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, _raise)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+def remove_stale(target: Path, kinds: tuple[str, ...] = ("tmp", "old")) -> list[Path]:
+    """Remove `.NAME.tmp-PID-*` / `.NAME.old-PID` beside `target` left by processes that no longer run
+    (a SIGKILL, a power cut); return what was removed. Live writers' folders are left alone."""
+    target = Path(target).absolute()
+    pattern = re.compile(rf"^\.{re.escape(target.name)}\.(?:{'|'.join(kinds)})-(\d+)(?:-.*)?$")
+    removed = []
+    try:
+        entries = list(target.parent.iterdir())
+    except OSError:
+        return removed
+    for p in entries:
+        m = pattern.match(p.name)
+        if m and int(m.group(1)) != os.getpid() and not _pid_alive(int(m.group(1))):
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    p.unlink()
+            removed.append(p)
+    return removed
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_dir(target: str | os.PathLike, *, force: bool = False) -> Iterator[Path]:
     """Yield a temporary folder beside `target`; on success rename it to `target`.
 
-    On any exception the temporary folder is removed and `target` is untouched: nothing
-    half-written is ever left behind. With `force`, an existing `target` is replaced only after the
-    new folder is complete.
+    On any exception (SIGINT included; SIGTERM too inside `terminate_as_exit`) the temporary folder is
+    removed and `target` is untouched: nothing half-written is ever left behind. Temporary folders of
+    processes that died without cleaning up (SIGKILL) are removed first. With `force`, an existing
+    `target` is replaced only after the new folder is complete. The folder gets the umask's mode
+    (0755 by default), not mkdtemp's 0700, so other users (a container's non-root uid) can read it.
     """
     target = Path(target).absolute()
     if target.exists() and not force:
         raise ArtifactError(f"output folder exists: {target}", hint="choose another -o, or pass --force to replace it")
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    remove_stale(target)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-{os.getpid()}-", dir=target.parent))
     try:
         yield tmp
-        if target.exists():
+        os.chmod(tmp, 0o777 & ~_umask())
+        if target.exists() or target.is_symlink():
             old = target.parent / f".{target.name}.old-{os.getpid()}"
             os.replace(target, old)
             os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
+            if old.is_dir() and not old.is_symlink():
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                old.unlink()
         else:
             os.replace(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-
