@@ -24,19 +24,34 @@ No torch, no transformers: numpy and a ``tokenizers.Tokenizer`` only.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
+from .artifact import AGGREGATIONS
 from .errors import UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
     import tokenizers
 
-AGGREGATIONS = ("none", "simple", "first", "average", "max")
 DEFAULT_IGNORE_LABELS = ("O",)
+WORD_STRATEGIES = ("first", "average", "max")  # the pipeline's aggregate_words strategies
 
-Window = tuple  # (input_ids (T,), offsets (T, 2), special_tokens_mask (T,), scores (T, L))
+# One window of a text with its scores: (input_ids (T,), offsets (T, 2), special_tokens_mask (T,), scores (T, L)).
+ScoredWindow = tuple
+
+
+@dataclass(frozen=True)
+class PreEntities:
+    """gather_pre_entities' result for one window: its ordinary (non-special) tokens, in order."""
+
+    index: np.ndarray  # int64 (n,): token positions inside the window (the entity "index" of `none`)
+    scores: np.ndarray  # float32 (n, L)
+    words: list[str]  # vocabulary strings (the text slice for UNK tokens)
+    starts: list[int]
+    ends: list[int]
+    is_subword: np.ndarray | None  # bool (n,); None for none/simple, which do not use it
 
 
 def check_aggregation(name) -> str:
@@ -185,29 +200,36 @@ class Decoder:
             return " ".join(tokens)
         return self._decoder.decode(tokens)
 
-    # -- public entry point -----------------------------------------------------------------
+    # -- public entry point (pipeline postprocess) -------------------------------------------
 
     def decode_text(
         self,
         text: str,
-        windows: Sequence[Window],
+        windows: Sequence[ScoredWindow],
         aggregation: str = "simple",
         ignore_labels: Sequence[str] | None = None,
     ) -> list[dict]:
         """Entities of one text. ``windows``: (input_ids int64 (T,), offsets int64 (T, 2) in code
-        points, special_tokens_mask (T,) 1 = special, scores float32 (T, L) softmax probabilities)."""
+        points, special_tokens_mask (T,) 1 = special, scores float32 (T, L) softmax probabilities).
+
+        Pipeline ``postprocess``: per window gather_pre_entities -> aggregate -> (group_entities,
+        ignore_labels filter); then aggregate_overlapping_entities when there are several windows."""
         strategy = check_aggregation(aggregation)
         ignore = _check_ignore_labels(ignore_labels)
         entities: list[dict] = []
         for index, window in enumerate(windows):
-            entities.extend(self._decode_window(text, window, strategy, ignore, index))
+            pre = self.gather_pre_entities(text, window, strategy, index)
+            if pre is not None:
+                entities.extend(self.aggregate(pre, strategy, ignore))
         if len(windows) > 1:
             entities = aggregate_overlapping_entities(entities)
         return entities
 
-    # -- one window (pipeline postprocess body) ---------------------------------------------
+    # -- one window, step by step as the pipeline ---------------------------------------------
 
-    def _decode_window(self, text: str, window: Window, strategy: str, ignore: frozenset, index: int) -> list[dict]:
+    def gather_pre_entities(self, text: str, window: ScoredWindow, strategy: str, index: int) -> PreEntities | None:
+        """Pipeline ``gather_pre_entities``: drop special tokens; token string, span, subword flag
+        (only the word strategies need it), UNK rule. None when the window holds no ordinary token."""
         input_ids, offsets, special, scores = window
         input_ids = np.asarray(input_ids, dtype=np.int64).reshape(-1)
         offsets = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)
@@ -221,71 +243,66 @@ class Decoder:
             )
         if scores.shape[1] != len(self.labels):
             raise ValueError(f"window {index}: scores have {scores.shape[1]} classes but there are {len(self.labels)} labels")
-
-        # gather_pre_entities: drop special tokens; token string, span, subword flag, UNK rule.
         keep = np.flatnonzero(special == 0)
         if keep.size == 0:
-            return []
+            return None
         ids = input_ids[keep]
         starts = offsets[keep, 0]
         ends = offsets[keep, 1]
-        probs = scores[keep]
+        words = [self.token(i) for i in ids.tolist()]
         start_list = starts.tolist()
         end_list = ends.tolist()
-        words = [self.token(i) for i in ids.tolist()]
         is_unk = ids == self.unk_token_id if self.unk_token_id is not None else np.zeros(ids.shape, dtype=bool)
         for k in np.flatnonzero(is_unk).tolist():
             words[k] = text[start_list[k]:end_list[k]]
-        if strategy in ("first", "average", "max"):
+        is_subword = None  # not needed by none/simple
+        if strategy in WORD_STRATEGIES:
             is_subword = self._subword_flags(text, words, starts, ends) & ~is_unk
-        else:
-            is_subword = None  # not needed by none/simple
+        return PreEntities(keep, scores[keep], words, start_list, end_list, is_subword)
 
-        if strategy in ("none", "simple"):
-            label_ids = np.argmax(probs, axis=1)  # first maximum, as ndarray.argmax
-            label_scores = probs[np.arange(probs.shape[0]), label_ids].tolist()  # float32 values, exact
+    def aggregate(self, pre: PreEntities, strategy: str, ignore: frozenset) -> list[dict]:
+        """Pipeline ``aggregate`` (then its ignore_labels filter): per-token labels for none/simple,
+        aggregate_words for the word strategies; every strategy but none is then grouped."""
+        if strategy not in WORD_STRATEGIES:
+            label_ids = np.argmax(pre.scores, axis=1)  # first maximum, as ndarray.argmax
+            label_scores = pre.scores[np.arange(pre.scores.shape[0]), label_ids].tolist()  # float32 values, exact
             label_ids = label_ids.tolist()
             if strategy == "none":
-                out = []
-                for k in range(len(words)):
-                    label = self.labels[label_ids[k]]
-                    if label in ignore:
-                        continue
-                    out.append({"entity": label, "score": label_scores[k], "index": int(keep[k]),
-                                "word": words[k], "start": start_list[k], "end": end_list[k]})
-                return out
-            return self._group(label_ids, label_scores, words, start_list, end_list, ignore)
+                return [{"entity": label, "score": label_scores[k], "index": int(pre.index[k]), "word": pre.words[k],
+                         "start": pre.starts[k], "end": pre.ends[k]}
+                        for k, label in enumerate(self.labels[i] for i in label_ids) if label not in ignore]
+            return self.group_entities(label_ids, label_scores, pre.words, pre.starts, pre.ends, ignore)
+        return self.group_entities(*self.aggregate_words(pre, strategy), ignore)
 
-        # aggregate_words: a word is a non-subword token followed by its subword tokens.
-        word_starts = np.flatnonzero(~is_subword)
+    def aggregate_words(self, pre: PreEntities, strategy: str) -> tuple[list, list, list, list, list]:
+        """Pipeline ``aggregate_words`` + ``aggregate_word``: a word is a non-subword token followed by
+        its subword tokens; its label and score by `first`, `max` or `average`. Returns per word
+        (label id, score, token strings, start, end); the word string is decoded lazily by grouping."""
+        probs = pre.scores
+        word_starts = np.flatnonzero(~pre.is_subword)
         if word_starts.size == 0 or word_starts[0] != 0:
             word_starts = np.concatenate(([0], word_starts))  # the first token always opens a word
-        bounds = word_starts.tolist() + [len(words)]
+        bounds = word_starts.tolist() + [len(pre.words)]
         w_label, w_score, w_word, w_start, w_end = [], [], [], [], []
         row_max = probs.max(axis=1).tolist() if strategy == "max" else None
         for a, b in zip(bounds[:-1], bounds[1:]):
             if strategy == "first":
                 row = probs[a]
-                label = int(np.argmax(row))
-                score = float(row[label])
             elif strategy == "max":
                 best = a  # Python max(): the first token whose row maximum is strictly the greatest
                 for k in range(a + 1, b):
                     if row_max[k] > row_max[best]:
                         best = k
                 row = probs[best]
-                label = int(np.argmax(row))
-                score = float(row[label])
             else:  # average
-                mean = mean32_rows(probs[a:b])
-                label = int(np.argmax(mean))
-                score = float(mean[label])
+                row = mean32_rows(probs[a:b])
+            label = int(np.argmax(row))
             w_label.append(label)
-            w_score.append(score)
-            w_word.append(words[a:b])  # decoded lazily: only words in kept groups are needed
-            w_start.append(start_list[a])
-            w_end.append(end_list[b - 1])
-        return self._group(w_label, w_score, w_word, w_start, w_end, ignore)
+            w_score.append(float(row[label]))
+            w_word.append(pre.words[a:b])  # decoded lazily: only words in kept groups are needed
+            w_start.append(pre.starts[a])
+            w_end.append(pre.ends[b - 1])
+        return w_label, w_score, w_word, w_start, w_end
 
     def _subword_flags(self, text: str, words: list[str], starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
         """gather_pre_entities' is_subword, before the UNK override."""
@@ -303,8 +320,8 @@ class Decoder:
         at = space[np.clip(starts, 0, n)]
         return (starts > 0) & ~before & ~at
 
-    def _group(self, label_ids, scores, words, starts, ends, ignore) -> list[dict]:
-        """group_entities + group_sub_entities, then the ignore_labels filter.
+    def group_entities(self, label_ids, scores, words, starts, ends, ignore) -> list[dict]:
+        """Pipeline ``group_entities`` + ``group_sub_entities``, then postprocess's ignore_labels filter.
 
         A member joins the open group when its tag equals the tag of the group's LAST member and
         it is not a "B-" label. ``words`` items are token strings, or token lists (word-level

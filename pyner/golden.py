@@ -1,9 +1,11 @@
-"""Golden fixtures: the texts every artifact carries, computing their outputs, and comparing runtimes.
+"""Golden fixtures, the format layer: the texts every artifact carries, reading and writing
+golden.json, and the one comparison of two runtimes' outputs in its schema. Knows nothing of models.
 
 At packaging time the RUNTIME (not PyTorch) computes, for each golden text, its windows (token ids,
 offsets, special-token mask), the per-token scores and labels ONNX Runtime gives, and the entities
-for every aggregation strategy. Every runtime (Python `verify`, the JVM on load, the sidecar's
-readiness check) re-computes them and must agree (ARCHITECTURE.md, "Golden fixtures").
+for every aggregation strategy (`pyner.check`, above this module and the runtime). Every runtime
+(Python `verify`, the JVM on load, the sidecar's readiness check) re-computes them and must agree
+(ARCHITECTURE.md, "Golden fixtures").
 """
 
 from __future__ import annotations
@@ -11,12 +13,14 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from . import artifact as _art
+from .artifact import AGGREGATIONS
 from .errors import ArtifactError
 
 GOLDEN_FORMAT_VERSION = 1
@@ -82,50 +86,14 @@ GOLDEN_TEXTS: list[tuple[str, str]] = [
 ]
 
 
-def compute_golden(model, texts: Sequence[tuple[str, str]] = GOLDEN_TEXTS) -> dict[str, Any]:
-    """Run `model` (a pyner.runtime.Model) on the golden texts and record everything runtimes must reproduce."""
-    from .artifact import AGGREGATIONS
-
-    encoded = model.encode([t for _, t in texts])
-    flat = [w for e in encoded for w in e.windows]
-    scores = model.forward(flat)
-    cases, k = [], 0
-    for (cid, text), enc in zip(texts, encoded):
-        n = len(enc.windows)
-        wscores = scores[k : k + n]
-        k += n
-        windows = []
-        for w, s in zip(enc.windows, wscores):
-            windows.append(
-                {
-                    "input_ids": w.input_ids.tolist(),
-                    "type_ids": w.type_ids.tolist(),
-                    "offsets": w.offsets.tolist(),
-                    "special_tokens_mask": w.special_tokens_mask.tolist(),
-                    "labels": np.argmax(s, axis=-1).tolist(),
-                    "scores": s.astype(np.float32).tolist(),
-                }
-            )
-        entities = {a: model.decode(enc, wscores, aggregation=a) for a in AGGREGATIONS}
-        cases.append({"id": cid, "text": text, "windows": windows, "entities": entities})
-    return {"format_version": GOLDEN_FORMAT_VERSION, "cases": cases}
-
-
-def write_golden(folder: str | Path, manifest: dict[str, Any]) -> dict[str, Any]:
-    """Compute the golden fixtures of the model in `folder` (before checksums exist) and write golden.json.
-
-    Returns a summary for the packaging report.
-    """
-    from .runtime import Model
-
-    folder = Path(folder)
-    model = Model.from_parts(folder, manifest)
-    golden = compute_golden(model)
-    (folder / _art.GOLDEN_FILE).write_text(json.dumps(golden, ensure_ascii=False, separators=(",", ":")) + "\n", encoding="utf-8")
-    n_windows = sum(len(c["windows"]) for c in golden["cases"])
-    n_tokens = sum(len(w["input_ids"]) for c in golden["cases"] for w in c["windows"])
-    n_entities = sum(len(c["entities"]["simple"]) for c in golden["cases"])
-    return {"cases": len(golden["cases"]), "windows": n_windows, "tokens": n_tokens, "entities_simple": n_entities}
+def save_golden(folder: str | Path, golden: dict[str, Any]) -> dict[str, Any]:
+    """Write golden.json into `folder`; return a summary for the packaging report."""
+    (Path(folder) / _art.GOLDEN_FILE).write_text(json.dumps(golden, ensure_ascii=False, separators=(",", ":")) + "\n",
+                                                 encoding="utf-8")
+    cases = golden["cases"]
+    return {"cases": len(cases), "windows": sum(len(c["windows"]) for c in cases),
+            "tokens": sum(len(w["input_ids"]) for c in cases for w in c["windows"]),
+            "entities_simple": sum(len(c["entities"]["simple"]) for c in cases)}
 
 
 def read_golden(folder: str | Path) -> dict[str, Any]:
@@ -141,109 +109,132 @@ def read_golden(folder: str | Path) -> dict[str, Any]:
     return golden
 
 
-class Comparison:
-    """Differences between a runtime's outputs and the golden fixtures, with counts for reports."""
+# -- the one comparison over the golden schema ------------------------------------------------------
 
-    def __init__(self, tolerance: float):
-        self.tolerance = tolerance
-        self.cases = 0
-        self.tokens = 0
-        self.entities = 0
-        self.max_score_diff = 0.0
-        self.differences: list[str] = []
+# Compared for identity; "score" is compared within the tolerance.
+WINDOW_KEYS = ("input_ids", "type_ids", "offsets", "special_tokens_mask")
+ENTITY_KEYS = ("entity_group", "entity", "start", "end", "word", "index")
+
+
+@dataclass
+class Comparison:
+    """Differences between two runtimes' outputs in the golden schema (`got` vs `want`), with counts.
+
+    Token ids, type ids, offsets, special masks, labels and entity label/span/word/index identical;
+    scores within `tolerance` (`bit_identical` when the worst difference is 0). The first `limit`
+    differences are kept as messages naming the text, window, token or entity."""
+
+    tolerance: float
+    names: tuple[str, str] = ("runtime", "golden")
+    limit: int = 20
+    texts: int = 0
+    windows: int = 0
+    tokens: int = 0
+    entities: int = 0
+    identical_texts: int = 0
+    max_score_diff: float = 0.0
+    differences: list[str] = field(default_factory=list)
+    total_differences: int = 0
 
     @property
     def ok(self) -> bool:
-        return not self.differences
+        return self.total_differences == 0
+
+    @property
+    def bit_identical(self) -> bool:
+        return self.ok and self.max_score_diff == 0.0
 
     def add(self, msg: str) -> None:
-        self.differences.append(msg)
+        self.total_differences += 1
+        if len(self.differences) < self.limit:
+            self.differences.append(msg)
 
     def summary(self) -> str:
-        status = "OK" if self.ok else f"{len(self.differences)} difference(s)"
-        return (
-            f"{status}: {self.cases} cases, {self.tokens} tokens, {self.entities} entities compared; "
-            f"worst score difference {self.max_score_diff:.3g} (tolerance {self.tolerance:g})"
-        )
+        status = "OK" if self.ok else f"{self.total_differences} difference(s)"
+        return (f"{status}: {self.texts} cases, {self.tokens} tokens, {self.entities} entities compared; "
+                f"worst score difference {self.max_score_diff:.3g} (tolerance {self.tolerance:g})")
 
+    def _scores_ok(self, d: float) -> bool:
+        d = math.inf if d != d else d  # NaN
+        self.max_score_diff = max(self.max_score_diff, d)
+        return d <= self.tolerance
 
-def compare_entities(cmp: Comparison, where: str, got: list[dict], want: list[dict]) -> None:
-    """Entities identical (label, start, end, word, index) and scores within the tolerance."""
-    cmp.entities += len(want)
-    if len(got) != len(want):
-        cmp.add(f"{where}: {len(got)} entities, golden has {len(want)}")
-        return
-    for j, (g, w) in enumerate(zip(got, want)):
-        for key in ("entity_group", "entity", "start", "end", "word", "index"):
-            if g.get(key) != w.get(key):
-                cmp.add(f"{where}[{j}].{key}: {g.get(key)!r} != golden {w.get(key)!r}")
-                break
+    def compare_entities(self, where: str, got: Sequence[dict], want: Sequence[dict]) -> None:
+        """Entities identical (keys, label, start, end, word, index), scores within the tolerance;
+        the first difference of a list is reported."""
+        a, b = self.names
+        self.entities += len(want)
+        if len(got) != len(want):
+            self.add(f"{where}: {a} has {len(got)} entities, {b} {len(want)}")
+            return
+        for j, (g, w) in enumerate(zip(got, want)):
+            bad = next((k for k in ENTITY_KEYS if g.get(k) != w.get(k)), None)
+            if bad is not None:
+                self.add(f"{where}[{j}].{bad}: {a} {g.get(bad)!r} vs {b} {w.get(bad)!r}")
+                return
+            if set(g) != set(w):
+                self.add(f"{where}[{j}]: {a} keys {sorted(g)} vs {b} keys {sorted(w)}")
+                return
+            if not self._scores_ok(abs(float(g["score"]) - float(w["score"]))):
+                self.add(f"{where}[{j}].score: {a} {g['score']!r} vs {b} {w['score']!r} (tolerance {self.tolerance:g})")
+                return
+
+    def compare_window(self, where: str, got: dict, want: dict) -> None:
+        a, b = self.names
+        self.windows += 1
+        for key in WINDOW_KEYS:
+            x, y = list(got[key]), list(want[key])
+            if x != y:
+                t = next((t for t, (p, q) in enumerate(zip(x, y)) if p != q), min(len(x), len(y)))
+                self.add(f"{where}: {key} differ at token {t}: {a} {x[t] if t < len(x) else 'end'} vs "
+                         f"{b} {y[t] if t < len(y) else 'end'}")
+                return
+        self.tokens += len(got["input_ids"])
+        x, y = list(got["labels"]), list(want["labels"])
+        if x != y:
+            t = next((t for t, (p, q) in enumerate(zip(x, y)) if p != q), min(len(x), len(y)))
+            self.add(f"{where}: label of token {t} is {x[t] if t < len(x) else 'missing'} in {a}, "
+                     f"{y[t] if t < len(y) else 'missing'} in {b}")
+        s, r = np.asarray(got["scores"], dtype=np.float64), np.asarray(want["scores"], dtype=np.float64)
+        if s.size == 0 and r.size == 0:
+            return
+        if s.shape != r.shape:
+            self.add(f"{where}: scores of shape {s.shape} in {a}, {r.shape} in {b}")
+        elif not self._scores_ok(float(np.max(np.abs(s - r)))):
+            self.add(f"{where}: scores differ by {float(np.max(np.abs(s - r))):.3g} (tolerance {self.tolerance:g})")
+
+    def compare_case(self, where: str, got: dict, want: dict) -> None:
+        """One text: its windows, then its entities for every strategy `want` holds."""
+        a, b = self.names
+        self.texts += 1
+        before = self.total_differences
+        if len(got["windows"]) != len(want["windows"]):
+            self.add(f"{where}: {a} has {len(got['windows'])} windows, {b} {len(want['windows'])}")
         else:
-            d = abs(float(g["score"]) - float(w["score"]))
-            cmp.max_score_diff = max(cmp.max_score_diff, d)
-            if not d <= cmp.tolerance:
-                cmp.add(f"{where}[{j}].score: {g['score']!r} differs from golden {w['score']!r} by {d:.3g}")
+            for wi, (gw, ww) in enumerate(zip(got["windows"], want["windows"])):
+                self.compare_window(f"{where} window {wi}", gw, ww)
+            for agg in AGGREGATIONS:
+                if agg in want.get("entities", {}):
+                    self.compare_entities(f"{where} entities[{agg}]", got["entities"].get(agg, []), want["entities"][agg])
+        if self.total_differences == before:
+            self.identical_texts += 1
 
 
-def compare_model(model, golden: dict[str, Any], tolerance: float | None = None, *, limit: int = 20) -> Comparison:
-    """Re-run every golden case through `model` and compare windows, per-token outputs and entities."""
-    from .artifact import AGGREGATIONS
-
-    tol = model.manifest.score_tolerance if tolerance is None else tolerance
-    cmp = Comparison(tol)
-    cases = golden["cases"]
-    encoded = model.encode([c["text"] for c in cases])
-    flat = [w for e in encoded for w in e.windows]
-    scores = model.forward(flat)
-    k = 0
-    for case, enc in zip(cases, encoded):
-        cmp.cases += 1
-        cid = case["id"]
-        n = len(enc.windows)
-        wscores = scores[k : k + n]
-        k += n
-        if n != len(case["windows"]):
-            cmp.add(f"{cid}: {n} windows, golden has {len(case['windows'])}")
-            continue
-        for wi, (w, s, gw) in enumerate(zip(enc.windows, wscores, case["windows"])):
-            where = f"{cid} window {wi}"
-            for key in ("input_ids", "offsets", "special_tokens_mask"):
-                got = getattr(w, key).tolist()
-                if got != gw[key]:
-                    first = next((i for i, (a, b) in enumerate(zip(got, gw[key])) if a != b), min(len(got), len(gw[key])))
-                    cmp.add(f"{where}: {key} differ at token {first}")
-                    break
-            else:
-                cmp.tokens += len(w)
-                labels = np.argmax(s, axis=-1).tolist()
-                if labels != gw["labels"]:
-                    i = next(i for i, (a, b) in enumerate(zip(labels, gw["labels"])) if a != b)
-                    cmp.add(f"{where}: label of token {i} is {labels[i]}, golden {gw['labels'][i]}")
-                want = np.asarray(gw["scores"], dtype=np.float64)
-                d = float(np.max(np.abs(s.astype(np.float64) - want))) if want.size else 0.0
-                if math.isnan(d):
-                    cmp.add(f"{where}: NaN in scores")
-                    d = math.inf
-                cmp.max_score_diff = max(cmp.max_score_diff, d)
-                if d > tol:
-                    cmp.add(f"{where}: scores differ by {d:.3g} (tolerance {tol:g})")
-        for agg in AGGREGATIONS:
-            if agg in case.get("entities", {}):
-                got = model.decode(enc, wscores, aggregation=agg)
-                compare_entities(cmp, f"{cid} entities[{agg}]", got, case["entities"][agg])
-    if len(cmp.differences) > limit:
-        extra = len(cmp.differences) - limit
-        cmp.differences = cmp.differences[:limit] + [f"... and {extra} more"]
-    return cmp
+def entity_differences(got: Sequence[dict], want: Sequence[dict], tolerance: float, *, where: str = "entities",
+                       names: tuple[str, str] = ("got", "want")) -> list[str]:
+    """The first difference between two entity lists (as `Comparison.compare_entities` judges it), or []."""
+    cmp = Comparison(tolerance, names)
+    cmp.compare_entities(where, got, want)
+    return cmp.differences
 
 
-def self_check(model) -> Comparison:
-    """Raise ArtifactError if `model` does not reproduce its artifact's golden fixtures."""
-    cmp = compare_model(model, read_golden(model.folder))
-    if not cmp.ok:
-        raise ArtifactError(
-            f"{model.folder / _art.GOLDEN_FILE}: this runtime does not reproduce the golden fixtures: "
-            + "; ".join(cmp.differences[:3]),
-            hint="run `pyner verify` for the full list",
-        )
+def compare_golden(got: Sequence[dict], want: Sequence[dict], tolerance: float, *, names: tuple[str, str] = ("runtime", "golden"),
+                   where: Sequence[str] | None = None, comparison: Comparison | None = None) -> Comparison:
+    """Compare two lists of cases in the golden schema (text by text; `where` names them, default
+    their "id"). Used by `pyner verify`, the self-checks and the JVM parity report."""
+    cmp = comparison or Comparison(tolerance, names)
+    if len(got) != len(want):
+        cmp.add(f"{names[0]} has {len(got)} texts, {names[1]} {len(want)}")
+    for i, (g, w) in enumerate(zip(got, want)):
+        cmp.compare_case(where[i] if where is not None else str(w.get("id", f"text {i}")), g, w)
     return cmp

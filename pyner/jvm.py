@@ -6,7 +6,7 @@
     print(format_parity(jvm_parity("artifacts/demo")))
 
 The JVM is started once per process with the class path of the built jar
-(jvm_bridge/target/pyner-jvm-0.1.0.jar plus jvm_bridge/target/classpath.txt, both written by
+(jvm_bridge/target/pyner-jvm-<version>.jar plus jvm_bridge/target/classpath.txt, both written by
 `make jvm`; PYNER_JVM_CLASSPATH overrides). Texts cross to Java as UTF-8 JSON bytes, never as
 Python str: pyjnius corrupts characters outside the Basic Multilingual Plane (emoji, flags) when it
 converts str to java.lang.String. Results come back as JSON with the Python runtime's keys.
@@ -20,16 +20,17 @@ import json
 import os
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from . import __version__
 from .errors import ArtifactError, InputError, MissingDependency, PynerError, UsageError
+from .golden import Comparison, compare_golden, read_golden
 
-JAR_NAME = "pyner-jvm-0.1.0.jar"
+JAR_NAME = f"pyner-jvm-{__version__}.jar"  # the Maven build's jar; jvm_bridge/pom.xml carries the same version
 BUILD_HINT = "build the Java library with `make jvm` (or: cd jvm_bridge && mvn -B -q install -DskipTests)"
 JDK_HINT = "install a JDK 17+ and set JAVA_HOME (e.g. export JAVA_HOME=/usr/lib/jvm/java-17-openjdk-amd64)"
-AGGREGATIONS = ("none", "simple", "first", "average", "max")
 
 _lock = threading.Lock()
 _bridge = None  # the Java class dev.pyner.bridge.PythonBridge once the JVM runs
@@ -112,9 +113,9 @@ def _java_error(exc: Exception, what: str) -> PynerError:
 
 def _texts_bytes(texts: Any) -> bytes:
     """Texts as UTF-8 JSON bytes for Java; a lone surrogate (not encodable) is an InputError naming it."""
-    from .runtime import check_texts
+    from .runtime import check_text_types
 
-    items = check_texts(texts)
+    items = check_text_types(texts)
     for i, t in enumerate(items):
         try:
             t.encode("utf-8")
@@ -191,135 +192,44 @@ class JvmModel:
 # -- parity ----------------------------------------------------------------------------------------
 
 @dataclass
-class ParityReport:
-    """Python runtime vs JVM on the same artifact and texts."""
+class ParityReport(Comparison):
+    """Python runtime vs JVM on the same artifact and texts (the golden comparison, plus versions)."""
 
-    artifact: str
-    tolerance: float
-    python_ort: str
-    jvm_ort: str
-    threads: int | None
-    texts: int = 0
-    windows: int = 0
-    tokens: int = 0
-    entities: int = 0
-    identical_texts: int = 0
-    max_score_diff: float = 0.0
-    differences: list[str] = field(default_factory=list)
-    total_differences: int = 0
-
-    @property
-    def ok(self) -> bool:
-        return self.total_differences == 0
-
-    @property
-    def bit_identical(self) -> bool:
-        return self.ok and self.max_score_diff == 0.0
-
-    def add(self, msg: str, limit: int = 20) -> None:
-        self.total_differences += 1
-        if len(self.differences) < limit:
-            self.differences.append(msg)
-
-    def as_dict(self) -> dict[str, Any]:
-        d = dict(self.__dict__)
-        d["ok"] = self.ok
-        d["bit_identical"] = self.bit_identical
-        return d
+    artifact: str = ""
+    python_ort: str = ""
+    jvm_ort: str = ""
+    threads: int | None = None
 
 
 def jvm_parity(artifact_dir: str | os.PathLike, texts: Sequence[str] | None = None, *, threads: int | None = None,
                include_golden: bool = True, jvm: JvmModel | None = None) -> ParityReport:
     """Run the Python runtime and the JVM on the golden texts (and `texts`) and compare token ids,
-    type ids, offsets, special masks, per-token labels and scores, and the entities of every strategy.
+    type ids, offsets, special masks, per-token labels and scores, and the entities of every strategy
+    (`pyner.golden.compare_golden`, the comparison `pyner verify` uses).
 
     Token-level values, labels, spans and words must be identical; scores within the manifest's
     tolerance (and bit-identical when both sides run the same ONNX Runtime version and threads).
     """
-    import numpy as np
     import onnxruntime
 
     from . import runtime
-    from .golden import read_golden
+    from .check import golden_cases
 
     py = runtime.load(artifact_dir, threads=threads)
     all_texts: list[str] = []
     if include_golden or texts is None:
         all_texts += [c["text"] for c in read_golden(artifact_dir)["cases"]]
     if texts is not None:
-        all_texts += runtime.check_texts(texts)
+        all_texts += runtime.check_text_types(texts)
     own = jvm is None
     jvm = jvm or JvmModel(artifact_dir, threads=threads, self_check=False)
     try:
-        report = ParityReport(artifact=str(artifact_dir), tolerance=py.manifest.score_tolerance,
+        report = ParityReport(py.manifest.score_tolerance, ("Python", "JVM"), artifact=str(artifact_dir),
                               python_ort=onnxruntime.__version__, jvm_ort=jvm.versions()["onnxruntime"], threads=threads)
-        if not all_texts:
-            return report
-        encoded = py.encode(all_texts)
-        flat = [w for e in encoded for w in e.windows]
-        scores = py.forward(flat)
-        java = jvm.analyze(all_texts)
-        k = 0
-        for i, (enc, jt) in enumerate(zip(encoded, java)):
-            n = len(enc.windows)
-            wscores = scores[k:k + n]
-            k += n
-            report.texts += 1
-            before = report.total_differences
-            where = f"text {i}"
-            if len(jt["windows"]) != n:
-                report.add(f"{where}: Python has {n} windows, JVM {len(jt['windows'])}")
-                continue
-            for wi, (w, s, jw) in enumerate(zip(enc.windows, wscores, jt["windows"])):
-                report.windows += 1
-                ww = f"{where} window {wi}"
-                mismatch = False
-                for key, ours in (("input_ids", w.input_ids), ("type_ids", w.type_ids), ("offsets", w.offsets),
-                                  ("special_tokens_mask", w.special_tokens_mask)):
-                    theirs = jw[key]
-                    ours_l = ours.tolist()
-                    if ours_l != theirs:
-                        first = next((t for t, (a, b) in enumerate(zip(ours_l, theirs)) if a != b), min(len(ours_l), len(theirs)))
-                        report.add(f"{ww}: {key} differ at token {first}: Python {ours_l[first] if first < len(ours_l) else 'end'}"
-                                   f" vs JVM {theirs[first] if first < len(theirs) else 'end'}")
-                        mismatch = True
-                        break
-                if mismatch:
-                    continue
-                report.tokens += len(w)
-                labels = np.argmax(s, axis=-1).tolist()
-                if labels != jw["labels"]:
-                    t = next(t for t, (a, b) in enumerate(zip(labels, jw["labels"])) if a != b)
-                    report.add(f"{ww}: label of token {t}: Python {labels[t]} vs JVM {jw['labels'][t]}")
-                theirs = np.asarray(jw["scores"], dtype=np.float64).reshape(s.shape)
-                d = float(np.max(np.abs(s.astype(np.float64) - theirs))) if s.size else 0.0
-                if d != d:
-                    d = float("inf")
-                report.max_score_diff = max(report.max_score_diff, d)
-                if d > report.tolerance:
-                    report.add(f"{ww}: scores differ by {d:.3g} (tolerance {report.tolerance:g})")
-            for agg in AGGREGATIONS:
-                ours = py.decode(enc, wscores, aggregation=agg)
-                theirs = jt["entities"][agg]
-                report.entities += len(ours)
-                if len(ours) != len(theirs):
-                    report.add(f"{where} entities[{agg}]: Python {len(ours)}, JVM {len(theirs)}")
-                    continue
-                for j, (a, b) in enumerate(zip(ours, theirs)):
-                    bad = [key for key in ("entity_group", "entity", "start", "end", "word", "index") if a.get(key) != b.get(key)]
-                    if bad:
-                        key = bad[0]
-                        report.add(f"{where} entities[{agg}][{j}].{key}: Python {a.get(key)!r} vs JVM {b.get(key)!r}")
-                        break
-                    d = abs(float(a["score"]) - float(b["score"]))
-                    if d != d:
-                        d = float("inf")
-                    report.max_score_diff = max(report.max_score_diff, d)
-                    if d > report.tolerance:
-                        report.add(f"{where} entities[{agg}][{j}].score differs by {d:.3g}")
-                        break
-            if report.total_differences == before:
-                report.identical_texts += 1
+        if all_texts:
+            ids = [f"text {i}" for i in range(len(all_texts))]
+            ours = golden_cases(py, list(zip(ids, all_texts)))
+            compare_golden(ours, jvm.analyze(all_texts), report.tolerance, where=ids, comparison=report)
         return report
     finally:
         if own:

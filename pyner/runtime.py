@@ -38,8 +38,8 @@ DEFAULT_MAX_PADDING = 0.05
 
 
 @dataclass(frozen=True)
-class Window:
-    """One model window of a text, as the tokenizer produced it (offsets are code points)."""
+class TokenWindow:
+    """One model window of a text, as the tokenizer produced it (offsets are code points); no scores."""
 
     input_ids: np.ndarray  # int64 (T,)
     type_ids: np.ndarray  # int64 (T,)
@@ -55,14 +55,42 @@ class Encoded:
     """A text and its windows: the encoding followed by its overflowing encodings (never truncated)."""
 
     text: str
-    windows: tuple[Window, ...]
+    windows: tuple[TokenWindow, ...]
 
     @property
     def n_tokens(self) -> int:
         return sum(len(w) for w in self.windows)
 
 
-def check_texts(texts: Any) -> list[str]:
+@dataclass(frozen=True)
+class ScoredText:
+    """A text's windows and, per window, the model's float32 (T, num_labels) output."""
+
+    encoded: Encoded
+    scores: tuple[np.ndarray, ...]
+
+
+@dataclass(frozen=True)
+class TokenizerInfo:
+    """The tokenizer facts the runtime needs: the manifest's "tokenizer" section, else tokenizer.json's
+    model for the subword prefix and the unknown token. The one parser of them in Python."""
+
+    pad_token_id: int
+    unk_token_id: int | None
+    continuing_subword_prefix: str | None
+
+    @classmethod
+    def read(cls, info: dict[str, Any], tokenizer) -> "TokenizerInfo":
+        need_model = "continuing_subword_prefix" not in info or (info.get("unk_token_id") is None and "unk_token" not in info)
+        model = json.loads(tokenizer.to_str()).get("model", {}) if need_model else {}
+        unk_id = info.get("unk_token_id")
+        if unk_id is None:
+            unk = info.get("unk_token", model.get("unk_token"))
+            unk_id = tokenizer.token_to_id(unk) if unk else None
+        return cls(int(info.get("pad_token_id") or 0), unk_id, info.get("continuing_subword_prefix", model.get("continuing_subword_prefix")))
+
+
+def check_text_types(texts: Any) -> list[str]:
     """Validate `texts` (a sequence of str); raise TypeError naming the first bad index."""
     if isinstance(texts, (str, bytes)):
         raise TypeError(f"texts must be a sequence of str, not a single {type(texts).__name__}; wrap one text in a list")
@@ -120,15 +148,14 @@ class Model:
 
         self.folder = Path(folder)
         self.manifest = manifest
-        raw = manifest.raw
         self.labels: list[str] = manifest.labels
         self.precision: str = manifest.precision
         self.max_length: int = manifest.max_length
         self.stride: int = manifest.stride
         self.input_names: list[str] = manifest.inputs
-        tok_info = manifest.tokenizer
         self.tokenizer = open_tokenizer(self.folder, manifest)
-        self.pad_id = int(tok_info.get("pad_token_id") or 0)
+        tok_info = TokenizerInfo.read(manifest.tokenizer, self.tokenizer)
+        self.pad_id = tok_info.pad_token_id
         self.threads = threads
         try:
             self.session = ort.InferenceSession(
@@ -142,12 +169,8 @@ class Model:
         if sorted(session_inputs) != sorted(self.input_names):
             raise ArtifactError(f"{self.folder / _art.MODEL_FILE}: graph inputs {session_inputs} differ from the manifest's {self.input_names}")
         self._uses_types = "token_type_ids" in self.input_names
-        prefix = tok_info.get("continuing_subword_prefix", _tokenizer_model_field(self.tokenizer, "continuing_subword_prefix"))
-        unk_id = tok_info.get("unk_token_id")
-        if unk_id is None:
-            unk = tok_info.get("unk_token", _tokenizer_model_field(self.tokenizer, "unk_token"))
-            unk_id = self.tokenizer.token_to_id(unk) if unk else None
-        self.decoder = Decoder(self.labels, self.tokenizer, unk_token_id=unk_id, continuing_subword_prefix=prefix)
+        self.decoder = Decoder(self.labels, self.tokenizer, unk_token_id=tok_info.unk_token_id,
+                               continuing_subword_prefix=tok_info.continuing_subword_prefix)
 
     @classmethod
     def from_parts(cls, folder: str | os.PathLike, manifest: dict[str, Any], **kwargs: Any) -> "Model":
@@ -163,7 +186,7 @@ class Model:
 
     def forward(
         self,
-        windows: Sequence[Window],
+        windows: Sequence[TokenWindow],
         *,
         batch_size: int = DEFAULT_BATCH_SIZE,
         max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
@@ -178,26 +201,24 @@ class Model:
         results: list[np.ndarray | None] = [None] * len(windows)
         lengths = [len(w) for w in windows]
         for batch in plan_batches(lengths, batch_size=batch_size, max_batch_tokens=max_batch_tokens, max_padding=max_padding):
-            out = self._run([windows[i] for i in batch], output)
+            out = self.run_batch([windows[i] for i in batch], output)
             for row, i in enumerate(batch):
                 results[i] = out[row, : len(windows[i])]
         return results  # type: ignore[return-value]
 
-    def _run(self, windows: Sequence[Window], output: str) -> np.ndarray:
-        longest = max(len(w) for w in windows)
-        n = len(windows)
-        ids = np.full((n, longest), self.pad_id, dtype=np.int64)
-        mask = np.zeros((n, longest), dtype=np.int64)
-        types = np.zeros((n, longest), dtype=np.int64) if self._uses_types else None
-        for r, w in enumerate(windows):
-            t = len(w)
-            ids[r, :t] = w.input_ids
-            mask[r, :t] = 1
-            if types is not None:
-                types[r, :t] = w.type_ids
+    def run_batch(self, windows: Sequence[TokenWindow], output: str = "scores") -> np.ndarray:
+        """Exactly one ONNX Runtime run over exactly these windows, padded to their longest (no
+        re-planning): a float32 (n, longest, num_labels) array; rows past a window's length are padding."""
+        shape = (len(windows), max(len(w) for w in windows))
+        ids, mask = np.full(shape, self.pad_id, dtype=np.int64), np.zeros(shape, dtype=np.int64)
         feeds = {"input_ids": ids, "attention_mask": mask}
-        if types is not None:
-            feeds["token_type_ids"] = types
+        if self._uses_types:
+            feeds["token_type_ids"] = np.zeros(shape, dtype=np.int64)
+        for r, w in enumerate(windows):
+            ids[r, : len(w)] = w.input_ids
+            mask[r, : len(w)] = 1
+            if self._uses_types:
+                feeds["token_type_ids"][r, : len(w)] = w.type_ids
         return self.session.run([output], feeds)[0]
 
     def decode(
@@ -214,6 +235,27 @@ class Model:
 
     # -- the whole path -------------------------------------------------------------------------
 
+    def score(
+        self,
+        texts: Sequence[str],
+        *,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
+        max_padding: float = DEFAULT_MAX_PADDING,
+        output: str = "scores",
+    ) -> list[ScoredText]:
+        """The one scoring path: encode every text, run all their windows together (length-bucketed
+        by `plan_batches`), and give each text its windows with their per-window outputs, in input order."""
+        encoded = self.encode(texts)
+        flat = [w for e in encoded for w in e.windows]
+        outputs = self.forward(flat, batch_size=batch_size, max_batch_tokens=max_batch_tokens, output=output,
+                               max_padding=max_padding)
+        out, k = [], 0
+        for e in encoded:
+            out.append(ScoredText(e, tuple(outputs[k : k + len(e.windows)])))
+            k += len(e.windows)
+        return out
+
     def predict(
         self,
         texts: Sequence[str],
@@ -227,15 +269,8 @@ class Model:
         from .decode import check_aggregation
 
         aggregation = check_aggregation(aggregation)
-        encoded = self.encode(texts)
-        flat = [w for e in encoded for w in e.windows]
-        scores = self.forward(flat, batch_size=batch_size, max_batch_tokens=max_batch_tokens)
-        out, k = [], 0
-        for e in encoded:
-            n = len(e.windows)
-            out.append(self.decode(e, scores[k : k + n], aggregation=aggregation, ignore_labels=ignore_labels))
-            k += n
-        return out
+        return [self.decode(s.encoded, s.scores, aggregation=aggregation, ignore_labels=ignore_labels)
+                for s in self.score(texts, batch_size=batch_size, max_batch_tokens=max_batch_tokens)]
 
     def __repr__(self) -> str:
         return f"pyner.Model({str(self.folder)!r}, precision={self.precision}, labels={len(self.labels)}, max_length={self.max_length})"
@@ -261,7 +296,7 @@ def open_tokenizer(folder: str | os.PathLike, manifest: Manifest):
 
 def encode_texts(tokenizer, texts: Sequence[str]) -> list[Encoded]:
     """Tokenize texts into windows with a tokenizer from `open_tokenizer` (see `Model.encode`)."""
-    texts = check_texts(texts)
+    texts = check_text_types(texts)
     if not texts:
         return []
     encodings = tokenizer.encode_batch(texts, add_special_tokens=True)
@@ -299,20 +334,13 @@ def plan_batches(
     return batches
 
 
-def _window(enc) -> Window:
-    return Window(
+def _window(enc) -> TokenWindow:
+    return TokenWindow(
         input_ids=np.asarray(enc.ids, dtype=np.int64),
         type_ids=np.asarray(enc.type_ids, dtype=np.int64),
         offsets=np.asarray(enc.offsets, dtype=np.int64).reshape(-1, 2),
         special_tokens_mask=np.asarray(enc.special_tokens_mask, dtype=np.int8),
     )
-
-
-def _tokenizer_model_field(tokenizer, name: str):
-    try:
-        return json.loads(tokenizer.to_str()).get("model", {}).get(name)
-    except Exception:  # pragma: no cover - defensive
-        return None
 
 
 def load(
@@ -321,25 +349,19 @@ def load(
     providers: Sequence[str] | None = None,
     threads: int | None = None,
     check: bool = True,
-    self_check: bool = False,
     expect_digest: str | None = None,
 ) -> Model:
     """Load an artifact folder: format version, every checksum (unless check=False), then the model.
 
     providers: ONNX Runtime execution providers ("cpu", "cuda" or full names); default CPU.
     threads: intra-op threads (default: ONNX Runtime's choice, the physical cores).
-    self_check: also re-run the golden fixtures and raise ArtifactError on any difference.
     expect_digest: "sha256:..." (`pyner verify` prints it): refuse any other artifact (ArtifactError).
+    To re-run the artifact's golden fixtures too: `pyner.check.self_check(model)`.
     """
     if threads is not None and threads < 0:
         raise UsageError(f"threads must be >= 0, got {threads}")
     manifest = _art.load_checked(artifact_dir, checksums=check, expect_digest=expect_digest)
-    model = Model(Path(artifact_dir), manifest, providers=providers, threads=threads)
-    if self_check:
-        from .golden import self_check as _self_check
-
-        _self_check(model)
-    return model
+    return Model(Path(artifact_dir), manifest, providers=providers, threads=threads)
 
 
-__all__ = ["Model", "Encoded", "Window", "load", "plan_batches", "check_texts"]
+__all__ = ["Model", "Encoded", "ScoredText", "TokenWindow", "TokenizerInfo", "load", "plan_batches", "check_text_types"]

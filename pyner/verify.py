@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from . import artifact as _art
 from .errors import ArtifactError
-from .golden import Comparison, compare_model, read_golden
+from .golden import Comparison, read_golden
 
 
 @dataclass
@@ -32,6 +32,8 @@ class VerifyReport:
             f"  golden: {self.comparison.summary()}",
         ]
         out += [f"  DIFF {d}" for d in self.comparison.differences]
+        if self.comparison.total_differences > len(self.comparison.differences):
+            out.append(f"  ... and {self.comparison.total_differences - len(self.comparison.differences)} more")
         return out
 
 
@@ -40,6 +42,7 @@ def verify(artifact_dir: str | os.PathLike, *, threads: int | None = None, expec
     missing/tampered/newer artifact; golden differences are returned in the report (not raised)."""
     import onnxruntime
 
+    from .check import compare_model
     from .runtime import Model
 
     manifest = _art.load_checked(artifact_dir, checksums=True, expect_digest=expect_digest)

@@ -2,9 +2,10 @@
 
 The oracle runs PyTorch on the source checkpoint; pyner runs the fp32 ONNX artifact. Labels,
 start, end and word must be identical; scores within 1e-4. Two engines agree to ~1e-6, so a token
-whose two best labels are closer than 1e-4 may legitimately rank them differently: a text that
-differs only where such a near-tie exists is counted, not failed, and at most 2 are allowed. Long documents (3-10x max_length) go
-through the pipeline with the artifact's stride, which is what pyner's windows mirror.
+whose two best labels are closer than 1e-4 may legitimately rank them differently: a text whose
+entities differ only in regions holding such a near-tie token is counted, not failed (and such texts
+must stay rare). Long documents (3-10x max_length) go through the pipeline with the artifact's
+stride, which is what pyner's windows mirror.
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ import pytest
 from conftest import FAMILIES
 from factory import NER_DATA
 
-from pyner.golden import GOLDEN_TEXTS
+from pyner.artifact import AGGREGATIONS
+from pyner.golden import GOLDEN_TEXTS, entity_differences
 
 SHARED = NER_DATA
-STRATEGIES = ("none", "simple", "first", "average", "max")
 
 
 def _bio_sentences(path: Path, limit: int) -> list[str]:
@@ -64,34 +65,56 @@ def oracle_texts(max_length: int) -> tuple[list[str], list[str]]:
 _PIPES: dict = {}
 
 NEAR_TIE = 1e-4  # two labels closer than this: PyTorch and ONNX Runtime may rank them differently
+ENTITY_KEY = ("entity_group", "entity", "start", "end", "word", "index")
 
 
-def has_near_tie(model, text: str) -> bool:
-    """Does any token of `text` have its two best labels within NEAR_TIE (in the artifact's scores)?
-
-    PyTorch and ONNX Runtime agree to ~1e-6, so only such a token can legitimately take another
-    label in the two engines; a difference anywhere else is a bug."""
+def near_tie_spans(model, text: str) -> list[tuple[int, int]]:
+    """Spans (code points) of the tokens of `text` whose two best labels are within NEAR_TIE in the
+    artifact's scores. PyTorch and ONNX Runtime agree to ~1e-6, so only such a token can
+    legitimately take another label in the two engines; a difference anywhere else is a bug."""
     import numpy as np
 
-    enc = model.encode([text])[0]
-    for s in model.forward(list(enc.windows)):
+    [scored] = model.score([text])
+    spans = []
+    for w, s in zip(scored.encoded.windows, scored.scores):
         top2 = np.sort(s, axis=-1)[:, -2:]
-        if s.shape[0] and float(np.min(top2[:, 1] - top2[:, 0])) < NEAR_TIE:
-            return True
-    return False
+        for t in np.flatnonzero((top2[:, 1] - top2[:, 0] < NEAR_TIE) & (w.special_tokens_mask == 0)).tolist():
+            spans.append(tuple(w.offsets[t].tolist()))
+    return spans
+
+
+def differing_regions(got: list[dict], want: list[dict]) -> list[tuple[int, int]]:
+    """The text regions where two entity lists differ: the spans of the entities one side has and the
+    other lacks (compared by label, span, word and index), merged where they overlap or touch."""
+    def key(e):
+        return tuple(None if e.get(k) is None else (int(e[k]) if k in ("start", "end", "index") else e[k]) for k in ENTITY_KEY)
+
+    ours, theirs = {key(e) for e in got}, {key(e) for e in want}
+    spans = sorted((int(e["start"]), int(e["end"])) for e in [*got, *want] if (key(e) in ours) != (key(e) in theirs))
+    regions: list[list[int]] = []
+    for a, b in spans:
+        if regions and a <= regions[-1][1]:
+            regions[-1][1] = max(regions[-1][1], b)
+        else:
+            regions.append([a, b])
+    return [(a, b) for a, b in regions]
 
 
 def compare_with_pipeline(model, texts, ours, theirs, where: str) -> int:
-    """Assert entity equality text by text; a text whose difference is explained by a near-tie token
-    is counted (and returned) instead of failing. Callers bound the count."""
+    """Entities equal text by text (the golden comparison's rules, scores within 1e-4). A text may
+    differ only where a near-tie token lies: every region where its entities differ must contain one
+    (and a difference in scores alone is never excused). Returns how many texts were excused."""
     ties = 0
     for i, (text, got, want) in enumerate(zip(texts, ours, theirs)):
-        try:
-            assert_same_entities(got, want, f"{where}/text {i}")
-        except AssertionError:
-            if not has_near_tie(model, text):
-                raise
-            ties += 1
+        diffs = entity_differences(got, want, 1e-4, where=f"{where}/text {i}", names=("pyner", "pipeline"))
+        if not diffs:
+            continue
+        regions = differing_regions(got, want)
+        ties_at = near_tie_spans(model, text)
+        unexplained = [(a, b) for a, b in regions if not any(s < b and e > a or s == a == b for s, e in ties_at)]
+        assert regions and not unexplained, (
+            f"{diffs[0]}; differing regions {regions}, near-tie tokens at {ties_at}\n got={got}\nwant={want}")
+        ties += 1
     return ties
 
 
@@ -107,17 +130,6 @@ def hf_pipeline(ckpt: Path, aggregation: str, stride: int | None):
     return _PIPES[key]
 
 
-def assert_same_entities(got: list[dict], want: list[dict], where: str) -> None:
-    assert len(got) == len(want), f"{where}: {len(got)} entities vs pipeline {len(want)}\n got={got}\nwant={want}"
-    for j, (g, w) in enumerate(zip(got, want)):
-        for key in ("entity_group", "entity", "start", "end", "word", "index"):
-            assert g.get(key) == (int(w[key]) if key in ("start", "end", "index") and w.get(key) is not None else w.get(key)), (
-                f"{where}[{j}].{key}: {g.get(key)!r} != pipeline {w.get(key)!r}\n got={g}\nwant={w}"
-            )
-        assert abs(g["score"] - float(w["score"])) <= 1e-4, f"{where}[{j}].score {g['score']} vs {w['score']}"
-        assert set(g) == set(w), f"{where}[{j}] keys {sorted(g)} != pipeline keys {sorted(w)}"
-
-
 @pytest.mark.parametrize("family", FAMILIES)
 def test_predict_equals_pipeline(family, artifact_factory, checkpoint_factory):
     import pyner
@@ -127,7 +139,7 @@ def test_predict_equals_pipeline(family, artifact_factory, checkpoint_factory):
     model = pyner.load(folder)
     short, longs = oracle_texts(model.max_length)
     compared = ties = 0
-    for agg in STRATEGIES:
+    for agg in AGGREGATIONS:
         ours = model.predict(short + longs, aggregation=agg)
         if agg == "none":
             # the pipeline refuses stride with aggregation none: compare the texts that fit one window
@@ -143,8 +155,7 @@ def test_predict_equals_pipeline(family, artifact_factory, checkpoint_factory):
         compared += len(theirs)
     # the long documents really needed several windows
     assert all(len(e.windows) >= 3 for e in model.encode(longs))
-    assert compared > 4 * len(short)
-    assert ties <= 2, f"{ties} texts differ from the pipeline only at near-tie tokens: too many to be chance"
+    assert compared > 4 * len(short) and ties < compared // 10, f"{ties} of {compared} texts excused by near-ties"
 
 
 def test_batching_does_not_change_results(artifact_factory):
@@ -161,11 +172,8 @@ def test_batching_does_not_change_results(artifact_factory):
 
 def _close(a, b):
     assert len(a) == len(b)
-    for x, y in zip(a, b):
-        assert [{k: v for k, v in e.items() if k != "score"} for e in x] == [{k: v for k, v in e.items() if k != "score"} for e in y]
-        for e, f in zip(x, y):
-            assert abs(e["score"] - f["score"]) <= 1e-5
-    return b
+    for i, (x, y) in enumerate(zip(a, b)):
+        assert not entity_differences(x, y, 1e-5, where=f"text {i}")
 
 
 def test_bad_texts(artifact_factory):
@@ -216,4 +224,3 @@ def test_predict_equals_pipeline_with_hub_tokenizer_class(family, artifact_facto
         ours = model.predict(short + longs, aggregation=agg)
         theirs = hf_pipeline(ckpt, agg, model.stride)(short + longs)
         ties += compare_with_pipeline(model, short + longs, ours, theirs, f"{family}/hub/{agg}")
-    assert ties <= 2, f"{ties} texts differ from the pipeline only at near-tie tokens: too many to be chance"

@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..errors import ArtifactError, InputError, UsageError
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("artifact", metavar="ARTIFACT_DIR", help="artifact folder made by `pyner package`")
@@ -24,7 +26,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _read_texts(name: str) -> list[str]:
-    from ..errors import InputError
     from .predict import _records_from_lines
 
     if name == "-":
@@ -39,7 +40,6 @@ def _read_texts(name: str) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import UsageError
     from ..verify import verify
 
     if args.input and not args.jvm:
@@ -50,8 +50,8 @@ def run(args: argparse.Namespace) -> int:
         print(line)
     status = 0
     if not report.ok:
-        print(f"error: {args.artifact}: golden fixtures differ ({len(report.comparison.differences)} difference(s) listed above)", file=sys.stderr)
-        status = 4
+        print(f"error: {args.artifact}: golden fixtures differ ({report.comparison.total_differences} difference(s))", file=sys.stderr)
+        status = ArtifactError.exit_code
     if args.jvm:
         from ..jvm import format_parity, jvm_parity
 
@@ -60,5 +60,5 @@ def run(args: argparse.Namespace) -> int:
         if not parity.ok:
             print(f"error: {args.artifact}: the JVM differs from the Python runtime ({parity.total_differences} difference(s))",
                   file=sys.stderr)
-            status = 4
+            status = ArtifactError.exit_code
     return status
