@@ -51,11 +51,16 @@ def _pb():
     return protos.pyner_v1()
 
 
-def _channel_credentials(tls_ca, tls_cert, tls_key):
+def _channel(api, target, tls_ca, tls_cert, tls_key, options):
+    """A channel of `api` (grpc or grpc.aio): TLS when a CA or a client certificate is given."""
+    if not (tls_ca or tls_cert):
+        return api.insecure_channel(target, options=list(options))
+
     def read(p):
         return Path(p).read_bytes() if p else None
 
-    return grpc.ssl_channel_credentials(root_certificates=read(tls_ca), private_key=read(tls_key), certificate_chain=read(tls_cert))
+    creds = grpc.ssl_channel_credentials(root_certificates=read(tls_ca), private_key=read(tls_key), certificate_chain=read(tls_cert))
+    return api.secure_channel(target, creds, options=list(options))
 
 
 def _request(pb, texts, aggregation, ignore_labels, request_id):
@@ -85,10 +90,7 @@ class Client:
     def __init__(self, target: str, *, tls_ca: str | None = None, tls_cert: str | None = None, tls_key: str | None = None,
                  timeout: float | None = 60.0, options: Sequence[tuple[str, Any]] = DEFAULT_OPTIONS):
         self.pb, pb_grpc = _pb()
-        if tls_ca or tls_cert:
-            self.channel = grpc.secure_channel(target, _channel_credentials(tls_ca, tls_cert, tls_key), options=list(options))
-        else:
-            self.channel = grpc.insecure_channel(target, options=list(options))
+        self.channel = _channel(grpc, target, tls_ca, tls_cert, tls_key, options)
         self.stub = pb_grpc.NerServiceStub(self.channel)
         self.timeout = timeout
 
@@ -142,10 +144,7 @@ class AsyncClient:
     def __init__(self, target: str, *, tls_ca: str | None = None, tls_cert: str | None = None, tls_key: str | None = None,
                  timeout: float | None = 60.0, options: Sequence[tuple[str, Any]] = DEFAULT_OPTIONS):
         self.pb, pb_grpc = _pb()
-        if tls_ca or tls_cert:
-            self.channel = grpc.aio.secure_channel(target, _channel_credentials(tls_ca, tls_cert, tls_key), options=list(options))
-        else:
-            self.channel = grpc.aio.insecure_channel(target, options=list(options))
+        self.channel = _channel(grpc.aio, target, tls_ca, tls_cert, tls_key, options)
         self.stub = pb_grpc.NerServiceStub(self.channel)
         self.timeout = timeout
 

@@ -14,7 +14,7 @@ import os
 import sys
 
 from .. import __version__
-from ..errors import PynerError
+from ..errors import MissingDependency, PynerError, UsageError
 
 # verb -> (module, one-line summary)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -26,8 +26,17 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("pyner.cli.bench", "run the benchmarks (throughput, real text, FLOP limit, scaling)"),
 }
 
-EXIT_INTERNAL = 1
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
+
+
+def print_error(exc: PynerError, file=None) -> int:
+    """The one rendering of a pyner error for people: `error: <message>` and `hint: <hint>` lines on
+    stderr; returns the class's exit code. Every entry point (this CLI, `python -m ...`) uses it."""
+    file = file or sys.stderr
+    print(f"error: {exc.message}", file=file)
+    if exc.hint:
+        print(f"hint: {exc.hint}", file=file)
+    return exc.exit_code
 
 
 def _top_parser() -> argparse.ArgumentParser:
@@ -52,16 +61,14 @@ def main(argv: list[str] | None = None) -> int:
         top = _top_parser()
         top.parse_args(argv)  # handles --help / --version
         top.print_help(sys.stderr)
-        return 2
+        return UsageError.exit_code
     if verb not in COMMANDS:
-        print(f"error: unknown command {verb!r}; choose one of: {', '.join(COMMANDS)}", file=sys.stderr)
-        return 2
+        return print_error(UsageError(f"unknown command {verb!r}; choose one of: {', '.join(COMMANDS)}"))
     module_name, summary = COMMANDS[verb]
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        print(f"error: the {verb!r} command is not available in this installation ({exc})", file=sys.stderr)
-        return 6
+        return print_error(MissingDependency(f"the {verb!r} command is not available in this installation ({exc})"))
     parser = argparse.ArgumentParser(prog=f"pyner {verb}", description=summary[0].upper() + summary[1:] + ".")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     module.add_arguments(parser)
@@ -74,10 +81,7 @@ def main(argv: list[str] | None = None) -> int:
             import traceback
 
             traceback.print_exc()
-        print(f"error: {exc.message}", file=sys.stderr)
-        if exc.hint:
-            print(f"hint: {exc.hint}", file=sys.stderr)
-        return exc.exit_code
+        return print_error(exc)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -86,6 +90,5 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - the one place that turns surprises into a clear line
         if debug:
             raise
-        print(f"error: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        print("hint: re-run with --debug for the traceback, and report it", file=sys.stderr)
-        return EXIT_INTERNAL
+        return print_error(PynerError(f"internal error: {type(exc).__name__}: {exc}",
+                                      hint="re-run with --debug for the traceback, and report it"))

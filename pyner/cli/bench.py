@@ -106,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Stand-alone entry (`python -m pyner.cli.bench`), for use before or beside the CLI registry."""
     from ..errors import PynerError
+    from . import print_error
 
     parser = argparse.ArgumentParser(prog="pyner bench", description=__doc__.splitlines()[0])
     add_arguments(parser)
@@ -113,10 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return run(args)
     except PynerError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
-        if exc.hint:
-            print(f"hint: {exc.hint}", file=sys.stderr)
-        return exc.exit_code
+        return print_error(exc)
 
 
 if __name__ == "__main__":
