@@ -1086,6 +1086,9 @@ def test_serve_defaults_are_defined_once():
     cli.add_arguments(parser)
     config, level = cli.config_from_args(parser.parse_args(["art"]))
     assert config == ServeConfig("art") and level == "info"
+    from pyner.runtime import DEFAULT_MAX_BATCH_TOKENS
+
+    assert BatcherConfig.max_batch_tokens == DEFAULT_MAX_BATCH_TOKENS  # the runtime's measured budget
 
 
 def test_every_error_maps_to_a_real_status_and_exit_code():

@@ -316,23 +316,22 @@ class Batcher:
         self._queue = deque([j for j in live if id(j) not in taken] + [j for j in served if j.next < len(j.windows)])
         return items, served, tokens
 
-    def _forward(self, windows):
-        """Score one formed batch: the runtime's planner cuts it into runs, each exactly one ONNX Runtime run."""
+    def _forward(self, items: list[tuple[_Job, int]], scored) -> float:
+        """Score one formed batch in the model thread: the runtime's planner cuts it into runs, each
+        exactly one ONNX Runtime run, shortest first; `scored(run_items, outputs)` hands each run's
+        scores back to the event loop as soon as it is done, so that a short request in a batch
+        with long windows is answered before they are."""
         cfg = self.config
         t0 = time.perf_counter()
-        lengths = [len(w) for w in windows]
-        scores: list = [None] * len(windows)
-        padded = 0
+        lengths = [len(job.windows[i]) for job, i in items]
         runs = plan_batches(lengths, batch_size=cfg.max_batch_size, max_batch_tokens=cfg.max_batch_tokens,
                             max_padding=cfg.max_padding)
-        for run in runs:
-            out = self.model.run_batch([windows[i] for i in run])
-            for row, i in enumerate(run):
-                scores[i] = out[row, :lengths[i]]
-            padded += len(run) * max(lengths[i] for i in run)
-        self.metrics.model_runs.inc(len(runs))
-        self.metrics.padded_tokens.inc(padded)
-        return scores, time.perf_counter() - t0
+        for run in reversed(runs):  # plan_batches gives the longest first
+            out = self.model.run_batch([items[k][0].windows[items[k][1]] for k in run])
+            self.metrics.model_runs.inc()
+            self.metrics.padded_tokens.inc(len(run) * max(lengths[k] for k in run))
+            scored([items[k] for k in run], [out[row, :lengths[k]] for row, k in enumerate(run)])
+        return time.perf_counter() - t0
 
     async def _execute(self, items: list[tuple[_Job, int]], jobs: list[_Job], tokens: int) -> None:
         m = self.metrics
@@ -342,8 +341,12 @@ class Batcher:
         m.model_windows.inc(len(items))
         loop = asyncio.get_running_loop()
         self._in_model.update(jobs)
+
+        def scored(run_items, outputs) -> None:  # in the model thread
+            loop.call_soon_threadsafe(self._scored, run_items, outputs)
+
         try:
-            scores, seconds = await loop.run_in_executor(self._model_pool, self._forward, [j.windows[i] for j, i in items])
+            seconds = await loop.run_in_executor(self._model_pool, self._forward, items, scored)
         except Exception as exc:
             self._in_model.difference_update(jobs)
             log.exception("model failed on a batch of %d windows", len(items))
@@ -351,14 +354,21 @@ class Batcher:
                 if not job.future.done():
                     job.future.set_exception(exc)
             return
-        # (on cancellation, close() answers the jobs still in _in_model)
+        # (on cancellation, close() answers the jobs still in _in_model; the runs' callbacks ran before this)
         self._in_model.difference_update(jobs)
         m.inference_time.observe(seconds)
-        for (job, i), s in zip(items, scores):
+
+    def _scored(self, run_items: list[tuple[_Job, int]], outputs: list[np.ndarray]) -> None:
+        """One run's scores: store them; a request with all its windows scored goes to decoding."""
+        loop = asyncio.get_running_loop()
+        finished = []
+        for (job, i), s in zip(run_items, outputs):
             job.scores[i] = s
             job.done += 1
-        for job in jobs:
-            if job.done == len(job.windows) and not job.future.done():
+            if job.done == len(job.windows):
+                finished.append(job)
+        for job in finished:
+            if not job.future.done():
                 task = loop.create_task(self._finish(job))
                 self._decoders.add(task)
                 task.add_done_callback(self._decoders.discard)

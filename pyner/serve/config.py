@@ -19,7 +19,9 @@ MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 class BatcherConfig:
     # padded tokens (windows x longest window) per formed batch, the cost of running it as one
     # batch; plan_batches then cuts it into runs by --max-padding. One longer window runs alone.
-    max_batch_tokens: int = 8192
+    # = the runtime's DEFAULT_MAX_BATCH_TOKENS (measured there, tested equal): a batch is also the
+    # longest a newly arrived request waits for the model, 8192 held it ~4x longer (bench/hol.py).
+    max_batch_tokens: int = 2048
     max_batch_size: int = 32  # windows per formed batch
     max_delay_ms: float = 2.0  # how long the oldest request may wait for a fuller batch
     max_queue: int = 256  # admitted requests waiting for the model; beyond: RESOURCE_EXHAUSTED
