@@ -30,26 +30,14 @@ public final class Comparison {
         ENTITY_COUNT, ENTITY_KIND, ENTITY_LABEL, ENTITY_START, ENTITY_END, ENTITY_WORD, ENTITY_INDEX, ENTITY_SCORE
     }
 
-    /**
-     * One difference.
-     *
-     * @param kind what differs
-     * @param message where and how, e.g. {@code "ascii-01 entities[first][0].word: 'a' != golden 'b'"}
-     */
-    public record Difference(Kind kind, String message) {
-        @Override
-        public String toString() {
-            return message;
-        }
-    }
-
     private final double tolerance;
     private int cases;
     private int tokens;
     private int entities;
     private int identicalScores;
     private double maxScoreDiff;
-    private final List<Difference> differences = new ArrayList<>();
+    private final List<String> differences = new ArrayList<>();
+    private final Set<Kind> kinds = EnumSet.noneOf(Kind.class);
 
     /**
      * An empty comparison.
@@ -243,7 +231,8 @@ public final class Comparison {
     }
 
     private void add(Kind kind, String message) {
-        differences.add(new Difference(kind, Objects.requireNonNull(message)));
+        differences.add(Objects.requireNonNull(message));
+        kinds.add(kind);
     }
 
     /** @return true when nothing differs */
@@ -251,21 +240,14 @@ public final class Comparison {
         return differences.isEmpty();
     }
 
-    /** @return every difference's message, in comparison order */
+    /** @return every difference, where and how (e.g. {@code "news-01 entities[first][0].word: 'a' != golden 'b'"}) */
     public List<String> differences() {
-        return differences.stream().map(Difference::message).toList();
-    }
-
-    /** @return every difference with its kind */
-    public List<Difference> details() {
         return Collections.unmodifiableList(differences);
     }
 
     /** @return the kinds of difference seen */
     public Set<Kind> kinds() {
-        Set<Kind> out = EnumSet.noneOf(Kind.class);
-        differences.forEach(d -> out.add(d.kind()));
-        return out;
+        return Collections.unmodifiableSet(kinds);
     }
 
     /** @return cases compared */

@@ -143,7 +143,7 @@ public final class PynerModel implements AutoCloseable {
      * @return per text, its windows and their scores
      */
     public List<ScoredText> score(List<?> texts) {
-        List<String> checked = checkTexts(texts);
+        List<String> checked = TextIndex.checkTexts(texts);
         lock.readLock().lock();
         try {
             ensureOpen();
@@ -220,39 +220,6 @@ public final class PynerModel implements AutoCloseable {
         if (closed) {
             throw new IllegalStateException("this PynerModel is closed");
         }
-    }
-
-    /**
-     * Validates texts: a list with only String elements and no lone surrogates.
-     *
-     * @param texts the texts
-     * @return the texts as strings
-     * @throws IllegalArgumentException naming the first bad index
-     */
-    static List<String> checkTexts(List<?> texts) {
-        if (texts == null) {
-            throw new IllegalArgumentException("texts is null; pass a list of strings");
-        }
-        List<String> out = new ArrayList<>(texts.size());
-        int i = 0;
-        for (Object t : texts) {
-            if (t == null) {
-                throw new IllegalArgumentException("texts[" + i + "] is null, not a String");
-            }
-            if (!(t instanceof String)) {
-                throw new IllegalArgumentException("texts[" + i + "] is " + t.getClass().getName() + ", not a String");
-            }
-            String s = (String) t;
-            int bad = TextIndex.loneSurrogate(s);
-            if (bad >= 0) {
-                throw new IllegalArgumentException(String.format(
-                        "texts[%d] has a lone surrogate U+%04X at UTF-16 index %d; it is not valid Unicode text",
-                        i, (int) s.charAt(bad), bad));
-            }
-            out.add(s);
-            i++;
-        }
-        return out;
     }
 
     /** Closes the tokenizer and the ONNX Runtime session (idempotent; waits for running predictions). */

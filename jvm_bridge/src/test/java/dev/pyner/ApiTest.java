@@ -86,6 +86,26 @@ class ApiTest {
         }
     }
 
+    @Test
+    void theLibraryVersionIsThePomsAndTheJarsManifests() throws Exception {
+        // The pom is the one place the version is written; the build filters it into version.properties.
+        var pom = javax.xml.parsers.DocumentBuilderFactory.newInstance().newDocumentBuilder()
+                .parse(java.nio.file.Path.of("pom.xml").toFile());
+        String version = null;
+        var children = pom.getDocumentElement().getChildNodes();
+        for (int i = 0; i < children.getLength(); i++) {
+            if ("version".equals(children.item(i).getNodeName())) {
+                version = children.item(i).getTextContent().trim();
+            }
+        }
+        assertTrue(version != null && !version.isEmpty());
+        assertEquals(version, PynerModel.version());
+        try (PynerModel m = PynerModel.builder().setArtifact(TestArtifacts.get("bert-fp32")).optSelfCheck(false).build()) {
+            String json = dev.pyner.bridge.PythonBridge.versions(m);
+            assertTrue(json.contains("\"pyner_jvm\":\"" + version + "\""), json);
+        }
+    }
+
     /** Same entities through the one comparison: kind, label, start, end, word, index identical; scores within tol. */
     static void assertSameEntities(List<Entity> expected, List<Entity> actual, double tol) {
         Comparison c = new Comparison(tol);

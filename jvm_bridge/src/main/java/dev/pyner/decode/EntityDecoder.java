@@ -87,11 +87,6 @@ public final class EntityDecoder {
         this(labels, tokenizer.decoder(), tokenizer.vocabulary(), tokenizer.unkTokenId(), tokenizer.continuingSubwordPrefix());
     }
 
-    /** @return true when subwords are decided by the continuing-subword prefix, not the space heuristic */
-    public boolean wordAware() {
-        return wordAware;
-    }
-
     /**
      * Entities of one text.
      *

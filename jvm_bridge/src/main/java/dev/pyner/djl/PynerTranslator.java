@@ -23,9 +23,9 @@ import dev.pyner.runtime.Offline;
 import dev.pyner.text.TextIndex;
 import dev.pyner.text.TokenizerInfo;
 import dev.pyner.text.WindowTokenizer;
+import java.nio.FloatBuffer;
 import java.nio.file.Path;
 import java.util.ArrayList;
-import java.util.Arrays;
 import java.util.List;
 import java.util.UUID;
 
@@ -51,7 +51,8 @@ public final class PynerTranslator implements Translator<String, Entity[]>, Auto
                           long padId, int numLabels) {}
 
     /** What batchProcessInput hands to batchProcessOutput. */
-    private record Batch(List<String> texts, List<List<EncodedWindow>> windows, int[] order, int[] rowOf) {}
+    private record Batch(List<String> texts, List<List<EncodedWindow>> windows, List<EncodedWindow> rows,
+                         Batches.Padded padded, int[] rowOf) {}
 
     /**
      * Creates a translator.
@@ -106,7 +107,7 @@ public final class PynerTranslator implements Translator<String, Entity[]>, Auto
 
     @Override
     public NDList processInput(TranslatorContext ctx, String input) {
-        return batchProcessInput(ctx, List.of(checked(input, 0)));
+        return batchProcessInput(ctx, java.util.Collections.singletonList(input));
     }
 
     @Override
@@ -120,45 +121,35 @@ public final class PynerTranslator implements Translator<String, Entity[]>, Auto
         if (inputs.isEmpty()) {
             throw new IllegalArgumentException("no texts to translate");
         }
-        List<String> texts = new ArrayList<>(inputs.size());
-        for (int i = 0; i < inputs.size(); i++) {
-            texts.add(checked(inputs.get(i), i));
-        }
+        List<String> texts = TextIndex.checkTexts(inputs);
         List<List<EncodedWindow>> perText = l.tokenizer().encode(texts);
         List<EncodedWindow> flat = new ArrayList<>();
         perText.forEach(flat::addAll);
         int[] lengths = flat.stream().mapToInt(EncodedWindow::length).toArray();
         // One batch, rows in the Python runtime's order (longest first, stable).
         int[] order = Batches.plan(lengths, Integer.MAX_VALUE, Integer.MAX_VALUE).get(0);
-        int n = flat.size();
-        int longest = lengths[order[0]];
-        long[] ids = new long[n * longest];
-        long[] mask = new long[n * longest];
-        long[] types = new long[n * longest];
-        Arrays.fill(ids, l.padId());
-        int[] rowOf = new int[n];
-        for (int r = 0; r < n; r++) {
-            EncodedWindow w = flat.get(order[r]);
+        int[] rowOf = new int[flat.size()];
+        List<EncodedWindow> rows = new ArrayList<>(flat.size());
+        for (int r = 0; r < order.length; r++) {
             rowOf[order[r]] = r;
-            System.arraycopy(w.inputIds(), 0, ids, r * longest, w.length());
-            Arrays.fill(mask, r * longest, r * longest + w.length(), 1L);
-            System.arraycopy(w.typeIds(), 0, types, r * longest, w.length());
+            rows.add(flat.get(order[r]));
         }
+        Batches.Padded batch = Batches.Padded.of(rows, l.padId());
         NDManager m = ctx.getNDManager();
-        Shape shape = new Shape(n, longest);
+        Shape shape = new Shape(batch.rows(), batch.longest());
         NDList list = new NDList();
         for (String name : l.inputNames()) {
             long[] data = switch (name) {
-                case "input_ids" -> ids;
-                case "attention_mask" -> mask;
-                case "token_type_ids" -> types;
+                case "input_ids" -> batch.ids();
+                case "attention_mask" -> batch.mask();
+                case "token_type_ids" -> batch.types();
                 default -> throw new IllegalArgumentException("model input '" + name + "' is not one pyner feeds");
             };
             NDArray a = m.create(data, shape);
             a.setName(name);
             list.add(a);
         }
-        ctx.setAttachment("pyner", new Batch(texts, perText, order, rowOf));
+        ctx.setAttachment("pyner", new Batch(texts, perText, rows, batch, rowOf));
         return list;
     }
 
@@ -170,27 +161,21 @@ public final class PynerTranslator implements Translator<String, Entity[]>, Auto
         if (scores == null) {
             scores = list.get(0);
         }
-        int rows = b.order().length;
+        int rows = b.rows().size();
         long[] shape = scores.getShape().getShape();
-        if (shape.length != 3 || shape[0] != rows || shape[2] != l.numLabels()) {
+        if (shape.length != 3 || shape[0] != rows || shape[1] != b.padded().longest() || shape[2] != l.numLabels()) {
             throw new IllegalStateException("model output 'scores' has shape " + scores.getShape()
-                    + ", expected (" + rows + ", tokens, " + l.numLabels() + ")");
+                    + ", expected (" + rows + ", " + b.padded().longest() + ", " + l.numLabels() + ")");
         }
-        float[] flat = scores.toType(DataType.FLOAT32, false).toFloatArray();
-        int longest = (int) shape[1];
+        float[][][] perRow = b.padded().unpad(FloatBuffer.wrap(scores.toType(DataType.FLOAT32, false).toFloatArray()),
+                b.rows(), l.numLabels());
         List<Entity[]> out = new ArrayList<>(b.texts().size());
         int k = 0; // index of the text's first window in the flattened windows
         for (int i = 0; i < b.texts().size(); i++) {
             List<EncodedWindow> windows = b.windows().get(i);
             List<float[][]> perWindow = new ArrayList<>(windows.size());
             for (int w = 0; w < windows.size(); w++, k++) {
-                int r = b.rowOf()[k];
-                float[][] rowScores = new float[windows.get(w).length()][];
-                for (int t = 0; t < rowScores.length; t++) {
-                    int from = (r * longest + t) * l.numLabels();
-                    rowScores[t] = Arrays.copyOfRange(flat, from, from + l.numLabels());
-                }
-                perWindow.add(rowScores);
+                perWindow.add(perRow[b.rowOf()[k]]);
             }
             List<Entity> entities = l.decoder().decodeText(new TextIndex(b.texts().get(i)), windows, perWindow, strategy, null);
             out.add(entities.toArray(new Entity[0]));
@@ -217,16 +202,5 @@ public final class PynerTranslator implements Translator<String, Entity[]>, Auto
             throw new IllegalStateException("this PynerTranslator is not prepared, or its model was closed");
         }
         return loaded;
-    }
-
-    private static String checked(String input, int i) {
-        if (input == null) {
-            throw new IllegalArgumentException("texts[" + i + "] is null, not a String");
-        }
-        int bad = TextIndex.loneSurrogate(input);
-        if (bad >= 0) {
-            throw new IllegalArgumentException("texts[" + i + "] has a lone surrogate at UTF-16 index " + bad);
-        }
-        return input;
     }
 }

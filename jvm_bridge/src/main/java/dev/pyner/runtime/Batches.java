@@ -1,11 +1,13 @@
 package dev.pyner.runtime;
 
+import dev.pyner.EncodedWindow;
+import java.nio.FloatBuffer;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Comparator;
 import java.util.List;
 
-/** {@code pyner.runtime.plan_batches}, identically. */
+/** {@code pyner.runtime.plan_batches}, identically, and the padding of one batch. */
 public final class Batches {
 
     /** Python's DEFAULT_BATCH_SIZE. */
@@ -79,5 +81,62 @@ public final class Batches {
             a[i] = l.get(i);
         }
         return a;
+    }
+
+    /**
+     * One batch padded to its longest window, row-major (rows x longest): token ids (padded with the
+     * pad id), attention mask (1 on real tokens), type ids (0 on padding).
+     *
+     * @param rows windows in the batch
+     * @param longest the longest window's length
+     * @param ids token ids
+     * @param mask attention mask
+     * @param types token type ids
+     */
+    public record Padded(int rows, int longest, long[] ids, long[] mask, long[] types) {
+
+        /**
+         * Pads windows, in the given order, into one batch.
+         *
+         * @param windows the batch's rows
+         * @param padId the padding token id
+         * @return the batch
+         */
+        public static Padded of(List<EncodedWindow> windows, long padId) {
+            int n = windows.size();
+            int longest = windows.stream().mapToInt(EncodedWindow::length).max().orElse(0);
+            long[] ids = new long[n * longest];
+            long[] mask = new long[n * longest];
+            long[] types = new long[n * longest];
+            Arrays.fill(ids, padId);
+            for (int r = 0; r < n; r++) {
+                EncodedWindow w = windows.get(r);
+                System.arraycopy(w.inputIds(), 0, ids, r * longest, w.length());
+                Arrays.fill(mask, r * longest, r * longest + w.length(), 1L);
+                System.arraycopy(w.typeIds(), 0, types, r * longest, w.length());
+            }
+            return new Padded(n, longest, ids, mask, types);
+        }
+
+        /**
+         * Per row its unpadded scores, from the model's row-major (rows, longest, labels) output.
+         *
+         * @param scores the output
+         * @param windows the rows, as given to {@link #of}
+         * @param numLabels labels per token
+         * @return per row {@code [tokens][labels]}
+         */
+        public float[][][] unpad(FloatBuffer scores, List<EncodedWindow> windows, int numLabels) {
+            float[][][] out = new float[rows][][];
+            for (int r = 0; r < rows; r++) {
+                float[][] tokens = new float[windows.get(r).length()][numLabels];
+                for (int t = 0; t < tokens.length; t++) {
+                    scores.position((r * longest + t) * numLabels);
+                    scores.get(tokens[t]);
+                }
+                out[r] = tokens;
+            }
+            return out;
+        }
     }
 }

@@ -11,7 +11,6 @@ import ai.onnxruntime.TensorInfo;
 import dev.pyner.PynerException;
 import dev.pyner.PynerInferenceException;
 import dev.pyner.EncodedWindow;
-import java.nio.FloatBuffer;
 import java.nio.LongBuffer;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -35,7 +34,6 @@ public final class OnnxScorer implements AutoCloseable {
 
     private final OrtEnvironment env;
     private final OrtSession session;
-    private final List<String> inputNames;
     private final boolean usesTypes;
     private final long padId;
     private final int numLabels;
@@ -43,7 +41,6 @@ public final class OnnxScorer implements AutoCloseable {
     private OnnxScorer(OrtEnvironment env, OrtSession session, List<String> inputNames, long padId, int numLabels) {
         this.env = env;
         this.session = session;
-        this.inputNames = inputNames;
         this.usesTypes = inputNames.contains("token_type_ids");
         this.padId = padId;
         this.numLabels = numLabels;
@@ -160,31 +157,16 @@ public final class OnnxScorer implements AutoCloseable {
 
     /** One padded batch through the session; returns per row its unpadded scores. */
     private float[][][] run(List<EncodedWindow> windows) {
-        int n = windows.size();
-        int longest = 0;
-        for (EncodedWindow w : windows) {
-            longest = Math.max(longest, w.length());
-        }
-        long[] ids = new long[n * longest];
-        long[] mask = new long[n * longest];
-        long[] types = usesTypes ? new long[n * longest] : null;
-        java.util.Arrays.fill(ids, padId);
-        for (int r = 0; r < n; r++) {
-            EncodedWindow w = windows.get(r);
-            int t = w.length();
-            System.arraycopy(w.inputIds(), 0, ids, r * longest, t);
-            java.util.Arrays.fill(mask, r * longest, r * longest + t, 1L);
-            if (types != null) {
-                System.arraycopy(w.typeIds(), 0, types, r * longest, t);
-            }
-        }
+        Batches.Padded batch = Batches.Padded.of(windows, padId);
+        int n = batch.rows();
+        int longest = batch.longest();
         long[] shape = {n, longest};
         Map<String, OnnxTensor> feeds = new HashMap<>();
         try {
-            feeds.put("input_ids", OnnxTensor.createTensor(env, LongBuffer.wrap(ids), shape));
-            feeds.put("attention_mask", OnnxTensor.createTensor(env, LongBuffer.wrap(mask), shape));
-            if (types != null) {
-                feeds.put("token_type_ids", OnnxTensor.createTensor(env, LongBuffer.wrap(types), shape));
+            feeds.put("input_ids", OnnxTensor.createTensor(env, LongBuffer.wrap(batch.ids()), shape));
+            feeds.put("attention_mask", OnnxTensor.createTensor(env, LongBuffer.wrap(batch.mask()), shape));
+            if (usesTypes) {
+                feeds.put("token_type_ids", OnnxTensor.createTensor(env, LongBuffer.wrap(batch.types()), shape));
             }
             try (OrtSession.Result result = session.run(feeds, Set.of(SCORES))) {
                 OnnxValue v = result.get(0);
@@ -197,18 +179,7 @@ public final class OnnxScorer implements AutoCloseable {
                     throw new PynerInferenceException("'scores' has shape " + java.util.Arrays.toString(s)
                             + ", expected [" + n + ", " + longest + ", " + numLabels + "]");
                 }
-                FloatBuffer fb = t.getFloatBuffer();
-                float[][][] out = new float[n][][];
-                for (int r = 0; r < n; r++) {
-                    int len = windows.get(r).length();
-                    float[][] rows = new float[len][numLabels];
-                    for (int tok = 0; tok < len; tok++) {
-                        fb.position((r * longest + tok) * numLabels);
-                        fb.get(rows[tok]);
-                    }
-                    out[r] = rows;
-                }
-                return out;
+                return batch.unpad(t.getFloatBuffer(), windows, numLabels);
             }
         } catch (OrtException e) {
             throw new PynerInferenceException("ONNX Runtime failed on a batch of " + n + " windows x " + longest
@@ -218,11 +189,6 @@ public final class OnnxScorer implements AutoCloseable {
                 t.close();
             }
         }
-    }
-
-    /** @return the input names */
-    public List<String> inputNames() {
-        return inputNames;
     }
 
     @Override

@@ -1,5 +1,8 @@
 package dev.pyner.text;
 
+import java.util.ArrayList;
+import java.util.List;
+
 /**
  * Code point view of a Java string: Python's {@code len}, slicing and indexing, plus code point to
  * UTF-16 index conversion. Immutable; cheap for text without supplementary characters.
@@ -81,13 +84,46 @@ public final class TextIndex {
     }
 
     /**
+     * Validates texts: a list with only String elements and no lone surrogates.
+     *
+     * @param texts the texts
+     * @return the texts as strings
+     * @throws IllegalArgumentException naming the first bad index
+     */
+    public static List<String> checkTexts(List<?> texts) {
+        if (texts == null) {
+            throw new IllegalArgumentException("texts is null; pass a list of strings");
+        }
+        List<String> out = new ArrayList<>(texts.size());
+        int i = 0;
+        for (Object t : texts) {
+            if (t == null) {
+                throw new IllegalArgumentException("texts[" + i + "] is null, not a String");
+            }
+            if (!(t instanceof String)) {
+                throw new IllegalArgumentException("texts[" + i + "] is " + t.getClass().getName() + ", not a String");
+            }
+            String s = (String) t;
+            int bad = loneSurrogate(s);
+            if (bad >= 0) {
+                throw new IllegalArgumentException(String.format(
+                        "texts[%d] has a lone surrogate U+%04X at UTF-16 index %d; it is not valid Unicode text",
+                        i, (int) s.charAt(bad), bad));
+            }
+            out.add(s);
+            i++;
+        }
+        return out;
+    }
+
+    /**
      * Returns the UTF-16 index of the first unpaired surrogate, or -1: such a string cannot be
      * encoded as UTF-8 and so cannot be tokenized the way Python does.
      *
      * @param s a string
      * @return the index of a lone surrogate, or -1
      */
-    public static int loneSurrogate(String s) {
+    private static int loneSurrogate(String s) {
         for (int i = 0; i < s.length(); i++) {
             char c = s.charAt(i);
             if (Character.isHighSurrogate(c)) {

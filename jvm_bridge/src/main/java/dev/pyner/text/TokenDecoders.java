@@ -538,27 +538,4 @@ public final class TokenDecoders {
             return sb.toString();
         }
     }
-
-    /**
-     * Returns a short description of a decoder spec for messages.
-     *
-     * @param spec the "decoder" JSON value
-     * @return its type, or "none"
-     */
-    public static String describe(JsonElement spec) {
-        if (spec == null || spec.isJsonNull()) {
-            return "none";
-        }
-        JsonObject o = spec.getAsJsonObject();
-        String type = Objects.toString(o.has("type") ? o.get("type").getAsString() : null);
-        if ("Sequence".equals(type)) {
-            JsonArray steps = o.getAsJsonArray("decoders");
-            List<String> names = new ArrayList<>();
-            for (JsonElement e : steps) {
-                names.add(describe(e));
-            }
-            return "Sequence[" + String.join(", ", names) + "]";
-        }
-        return type;
-    }
 }

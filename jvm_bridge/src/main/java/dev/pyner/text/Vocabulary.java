@@ -72,9 +72,4 @@ public final class Vocabulary {
     public String token(long id) {
         return id >= 0 && id < tokens.length ? tokens[(int) id] : null;
     }
-
-    /** @return the vocabulary size (highest id + 1) */
-    public int size() {
-        return tokens.length;
-    }
 }
