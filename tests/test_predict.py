@@ -21,7 +21,7 @@ from conftest import FAMILIES
 from factory import NER_DATA
 
 from pyner.artifact import AGGREGATIONS
-from pyner.golden import GOLDEN_TEXTS, entity_differences
+from pyner.golden import ENTITY_KEYS, GOLDEN_TEXTS, entity_differences
 
 SHARED = NER_DATA
 
@@ -65,7 +65,6 @@ def oracle_texts(max_length: int) -> tuple[list[str], list[str]]:
 _PIPES: dict = {}
 
 NEAR_TIE = 1e-4  # two labels closer than this: PyTorch and ONNX Runtime may rank them differently
-ENTITY_KEY = ("entity_group", "entity", "start", "end", "word", "index")
 
 
 def near_tie_spans(model, text: str) -> list[tuple[int, int]]:
@@ -87,7 +86,7 @@ def differing_regions(got: list[dict], want: list[dict]) -> list[tuple[int, int]
     """The text regions where two entity lists differ: the spans of the entities one side has and the
     other lacks (compared by label, span, word and index), merged where they overlap or touch."""
     def key(e):
-        return tuple(None if e.get(k) is None else (int(e[k]) if k in ("start", "end", "index") else e[k]) for k in ENTITY_KEY)
+        return tuple(None if e.get(k) is None else (int(e[k]) if k in ("start", "end", "index") else e[k]) for k in ENTITY_KEYS)
 
     ours, theirs = {key(e) for e in got}, {key(e) for e in want}
     spans = sorted((int(e["start"]), int(e["end"])) for e in [*got, *want] if (key(e) in ours) != (key(e) in theirs))
@@ -224,3 +223,31 @@ def test_predict_equals_pipeline_with_hub_tokenizer_class(family, artifact_facto
         ours = model.predict(short + longs, aggregation=agg)
         theirs = hf_pipeline(ckpt, agg, model.stride)(short + longs)
         ties += compare_with_pipeline(model, short + longs, ours, theirs, f"{family}/hub/{agg}")
+
+
+def test_near_tie_excuse_covers_only_the_region_of_the_tie():
+    """Hand-checked: "New York" (pyner) vs "New" + "York" (pipeline) is excused by a near-tie at
+    "York"; the same tie does not excuse a difference at "Paris", nor a score-only difference."""
+    import numpy as np
+
+    from pyner.runtime import Encoded, ScoredText, TokenWindow
+
+    text = "New York Paris"
+    offsets = np.array([[0, 0], [0, 3], [4, 8], [9, 14], [0, 0]])
+    window = TokenWindow(np.arange(5), np.zeros(5, dtype=np.int64), offsets, np.array([1, 0, 0, 0, 1], dtype=np.int8))
+    scores = np.array([[1, 0, 0], [0.1, 0.8, 0.1], [0.1, 0.45, 0.45], [0.9, 0.05, 0.05], [1, 0, 0]], dtype=np.float32)
+
+    class Model:
+        def score(self, texts):
+            return [ScoredText(Encoded(text, (window,)), (scores,))]
+
+    def ent(label, start, end, score=0.9):
+        return {"entity_group": label, "score": score, "word": text[start:end], "start": start, "end": end}
+
+    paris = ent("LOC", 9, 14)
+    ours = [[ent("LOC", 0, 8), paris]]
+    assert compare_with_pipeline(Model(), [text], ours, [[ent("LOC", 0, 3), ent("ORG", 4, 8), paris]], "hand") == 1
+    with pytest.raises(AssertionError, match="differing regions"):
+        compare_with_pipeline(Model(), [text], ours, [[ent("LOC", 0, 8), ent("PER", 9, 14)]], "hand")
+    with pytest.raises(AssertionError, match="differing regions"):
+        compare_with_pipeline(Model(), [text], ours, [[ent("LOC", 0, 8, 0.5), paris]], "hand")
