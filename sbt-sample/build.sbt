@@ -1,7 +1,13 @@
 // The pyner Scala sample: in-process (pyner-jvm), plain DJL, the gRPC sidecar, and Spark.
 // Run with ./sbtw (Maven Central and ~/.m2 are the only repositories; see sbtw).
 
-val pynerJvmVersion = "0.1.0"  // dev.pyner:pyner-jvm, from ~/.m2: `cd ../jvm_bridge && mvn -B -q install -DskipTests`
+// dev.pyner:pyner-jvm, from ~/.m2 (`cd ../jvm_bridge && mvn -B -q install -DskipTests`), at the version its
+// pom declares: the version is written once, in jvm_bridge/pom.xml.
+val pynerJvmVersion: String = {
+  val pom = scala.xml.XML.loadFile(file("..") / "jvm_bridge" / "pom.xml")
+  (pom \ "version").headOption.map(_.text.trim).filter(_.nonEmpty)
+    .getOrElse(sys.error("jvm_bridge/pom.xml has no <version>"))
+}
 val djlVersion      = "0.38.0"
 val ortVersion      = "1.29.0" // same ONNX Runtime as the Python side: bit-identical scores
 val grpcVersion     = "1.83.0" // the newest grpc-java whose protoc plugin binary is on Maven Central
@@ -10,7 +16,7 @@ val sparkVersion    = "4.1.3"
 
 ThisBuild / scalaVersion := "2.13.18" // Spark 4.1 pulls in scala-library 2.13.18 (SIP-51: compiler >= library)
 ThisBuild / organization := "dev.pyner"
-ThisBuild / version      := "0.1.0"
+ThisBuild / version      := pynerJvmVersion // the sample is versioned with the library it shows
 
 lazy val root = (project in file("."))
   .settings(

@@ -14,6 +14,7 @@ import org.apache.spark.sql.{Encoders, SaveMode, SparkSession}
 import org.apache.spark.storage.StorageLevel
 
 import dev.pyner.PynerModel
+import dev.pyner.artifact.Manifest
 
 /** Batch NER on Apache Spark: a text file in, (id, entities) out as JSON Lines or Parquet.
   *
@@ -37,7 +38,8 @@ object SparkNer {
 
   final case class Options(artifact: String = "", input: String = "", output: String = "", format: String = "jsonl",
                            aggregation: String = "simple", onBadLine: String = "report", shipArtifact: Boolean = false,
-                           master: Option[String] = None, batchSize: Int = 256, threads: Int = 1, partitions: Int = 0)
+                           master: Option[String] = None, batchSize: Int = 256, threads: Int = 1, partitions: Int = 0,
+                           expectDigest: Option[String] = None)
 
   final case class Doc(id: String, line: Long, text: String)
   final case class BadLine(line: Long, error: String)
@@ -48,7 +50,7 @@ object SparkNer {
   val Usage: String =
     """usage: SparkNer --artifact DIR --input FILE --output DIR [--format jsonl|parquet] [--aggregation simple]
       |                [--on-bad-line report|fail] [--ship-artifact] [--master local[2]] [--batch-size 256]
-      |                [--threads 1] [--partitions N]""".stripMargin
+      |                [--threads 1] [--partitions N] [--expect-digest sha256:...]""".stripMargin
 
   def parseArgs(args: Array[String]): Options = {
     def loop(rest: List[String], o: Options): Options = rest match {
@@ -67,6 +69,9 @@ object SparkNer {
           case "--batch-size"  => o.copy(batchSize = int())
           case "--threads"     => o.copy(threads = int())
           case "--partitions"  => o.copy(partitions = int())
+          case "--expect-digest" =>
+            try o.copy(expectDigest = Some(Manifest.parseDigest(value)))
+            catch { case e: IllegalArgumentException => throw SampleError.usage(s"--expect-digest: ${e.getMessage}") }
           case other           => throw SampleError.usage(s"unknown option $other\n$Usage")
         })
       case other :: _ => throw SampleError.usage(s"unexpected argument '$other'\n$Usage")
@@ -110,6 +115,9 @@ object SparkNer {
     import spark.implicits._
     val sc = spark.sparkContext
     val artifactDir = Cli.requireArtifact(Paths.get(o.artifact).toAbsolutePath.normalize())
+    // A pinned artifact is refused on the driver before any work (exit 4, naming both digests), and
+    // again by every executor's model load (a shipped or shared copy could differ).
+    o.expectDigest.foreach(d => Manifest.read(artifactDir).checkDigest(d))
     val strategy = Cli.aggregation(o.aggregation)
     val hadoopConf = sc.hadoopConfiguration
     val inPath = new Path(o.input)
@@ -144,10 +152,10 @@ object SparkNer {
           firstBad.take(5).map(_.error).mkString("; "))
 
       val started = System.nanoTime()
-      val (batchSize, threads) = (o.batchSize, o.threads)
+      val (batchSize, threads, digest) = (o.batchSize, o.threads, o.expectDigest)
       // START spark
       val results = parsed.flatMap(_.toOption).mapPartitions { docs =>
-        val model = ExecutorModel.get(locate.resolve(), threads) // once per executor JVM
+        val model = ExecutorModel.get(locate.resolve(), threads, digest) // once per executor JVM
         docs.grouped(batchSize).flatMap { batch =>
           val entities = model.predict(batch.map(_.text).asJava, strategy).asScala
           batch.zip(entities).map { case (doc, ents) => Result(doc.id, ents.asScala.toSeq.map(Ent.of)) }
@@ -184,11 +192,13 @@ object ExecutorModel {
   private val loadCount = new AtomicInteger()
   private lazy val hook: Unit = { sys.addShutdownHook(onShutdown()); () }
 
-  def get(artifactDir: String, threads: Int): PynerModel = {
+  def get(artifactDir: String, threads: Int, expectDigest: Option[String] = None): PynerModel = {
     hook // registered once, on first use
     models.computeIfAbsent(artifactDir, dir => {
       loadCount.incrementAndGet()
-      PynerModel.builder().setArtifact(Paths.get(dir)).optThreads(threads).build()
+      val builder = PynerModel.builder().setArtifact(Paths.get(dir)).optThreads(threads)
+      expectDigest.foreach(d => builder.optExpectDigest(d)) // refuses any other artifact
+      builder.build()
     })
   }
   // END executor-model

@@ -60,7 +60,7 @@ class SparkNerSpec extends AnyFunSuite with BeforeAndAfterAll {
     val loadsBefore = ExecutorModel.loads
     val summary = SparkNer.run(spark, SparkNer.parseArgs(Array(
       "--artifact", art.toString, "--input", input.toString, "--output", out.toString,
-      "--ship-artifact", "--partitions", "4", "--batch-size", "16")))
+      "--ship-artifact", "--partitions", "4", "--batch-size", "16", "--expect-digest", digestOf(art))))
     assert(summary.documents == sentences.size)
     assert(summary.badLineCount == 0)
     // four partitions on two task threads, one JVM: the shipped copy is loaded exactly once
@@ -124,6 +124,28 @@ class SparkNerSpec extends AnyFunSuite with BeforeAndAfterAll {
     val loads = ExecutorModel.loads
     assert(!(ExecutorModel.get(art.toString, 1) eq model))
     assert(ExecutorModel.loads == loads + 1)
+  }
+
+  /** The artifact digest, computed here from pyner.json's bytes (what `pyner verify` prints). */
+  private def digestOf(artifact: Path): String =
+    "sha256:" + java.util.HexFormat.of().formatHex(
+      java.security.MessageDigest.getInstance("SHA-256").digest(Files.readAllBytes(artifact.resolve("pyner.json"))))
+
+  test("--expect-digest: another artifact is refused before any work (exit 4, both digests named); a bad pin is exit 2") {
+    val dir = tempDir("spark-digest")
+    val input = Files.write(dir.resolve("in.txt"), Seq("Angela Merkel.").asJava, UTF_8)
+    val out = dir.resolve("out")
+    val other = digestOf(artifact("roberta-fp32"))
+    val e = intercept[dev.pyner.PynerException](SparkNer.run(spark, SparkNer.parseArgs(Array(
+      "--artifact", art.toString, "--input", input.toString, "--output", out.toString, "--expect-digest", other))))
+    assert(Cli.describe(e)._1 == 4)
+    assert(e.getMessage.contains(s"artifact digest ${digestOf(art)} is not the expected $other"), e.getMessage)
+    assert(!Files.exists(out))
+    // The executors' loads are pinned too: a model of another artifact is refused there as well.
+    val refused = intercept[dev.pyner.PynerException](ExecutorModel.get(artifact("roberta-fp32").toString, 1, Some(digestOf(art))))
+    assert(refused.getMessage.contains(digestOf(art)), refused.getMessage)
+    val bad = intercept[SampleError](SparkNer.parseArgs(Array("--artifact", "a", "--input", "b", "--output", "c", "--expect-digest", "abc")))
+    assert(bad.exitCode == 2 && bad.getMessage.startsWith("--expect-digest: 'abc' is not an artifact digest"), bad.getMessage)
   }
 
   test("a missing artifact, a missing input and an existing output each fail with one line") {

@@ -95,14 +95,33 @@ object TestSupport {
     sentences.result().take(limit)
   }
 
-  /** Same entities: label, word, start, end identical; scores within `tol`. Returns how many were bit-identical. */
-  def assertSameEntities(where: String, expected: Seq[Ent], actual: Seq[Ent], tol: Double): Int = {
-    def spans(s: Seq[Ent]) = s.map(e => (e.label, e.word, e.start, e.end))
-    assert(spans(actual) == spans(expected), s"$where: entities differ\n expected ${expected.mkString(", ")}\n actual   ${actual.mkString(", ")}")
-    expected.zip(actual).foreach { case (e, a) =>
-      assert(math.abs(e.score - a.score) <= tol, s"$where: score of ${e.word} [${e.start},${e.end}) ${a.score} vs ${e.score} (tolerance $tol)")
+  /** Entities in the pipeline's JSON form, as groups (an `Ent` keeps no token index), for [[dev.pyner.Comparison]]. */
+  def pipelineJson(es: Seq[Ent]): com.google.gson.JsonArray = {
+    val a = new com.google.gson.JsonArray()
+    for (e <- es) {
+      val o = new com.google.gson.JsonObject()
+      o.addProperty("entity_group", e.label)
+      o.addProperty("score", e.score)
+      o.addProperty("word", e.word)
+      o.addProperty("start", e.start)
+      o.addProperty("end", e.end)
+      a.add(o)
     }
-    expected.zip(actual).count { case (e, a) => e.score == a.score }
+    a
+  }
+
+  /** The library's one entity comparison (dev.pyner.Comparison): label, start, end, word identical; scores within `tol`. */
+  def compareEntities(where: String, expected: Seq[Ent], actual: Seq[Ent], tol: Double): dev.pyner.Comparison = {
+    val c = new dev.pyner.Comparison(tol)
+    c.entities(where, pipelineJson(actual), pipelineJson(expected))
+    c
+  }
+
+  /** Same entities (through [[compareEntities]]). Returns how many had bit-identical scores. */
+  def assertSameEntities(where: String, expected: Seq[Ent], actual: Seq[Ent], tol: Double): Int = {
+    val c = compareEntities(where, expected, actual, tol)
+    assert(c.ok, s"$where: entities differ: ${c.differences.asScala.mkString("; ")}\n expected ${expected.mkString(", ")}\n actual   ${actual.mkString(", ")}")
+    c.identicalScores
   }
 
   def freePort(): Int = { val s = new ServerSocket(0); try s.getLocalPort finally s.close() }

@@ -105,7 +105,7 @@ public final class EntityDecoder {
             entities.addAll(decodeWindow(text, windows.get(w), scores.get(w), strategy, ignore, w));
         }
         if (windows.size() > 1) {
-            entities = mergeOverlapping(entities);
+            entities = aggregateOverlappingEntities(entities);
         }
         return entities;
     }
@@ -117,7 +117,7 @@ public final class EntityDecoder {
      * @param entities entities of all windows
      * @return the merged entities
      */
-    public static List<Entity> mergeOverlapping(List<Entity> entities) {
+    public static List<Entity> aggregateOverlappingEntities(List<Entity> entities) {
         if (entities.isEmpty()) {
             return entities;
         }
