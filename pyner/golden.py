@@ -182,19 +182,15 @@ class Comparison:
     def compare_window(self, where: str, got: dict, want: dict) -> None:
         a, b = self.names
         self.windows += 1
-        for key in WINDOW_KEYS:
+        for key in (*WINDOW_KEYS, "labels"):
             x, y = list(got[key]), list(want[key])
             if x != y:
                 t = next((t for t, (p, q) in enumerate(zip(x, y)) if p != q), min(len(x), len(y)))
-                self.add(f"{where}: {key} differ at token {t}: {a} {x[t] if t < len(x) else 'end'} vs "
-                         f"{b} {y[t] if t < len(y) else 'end'}")
-                return
+                what = "label of token" if key == "labels" else f"{key} differ at token"
+                self.add(f"{where}: {what} {t}: {a} {x[t] if t < len(x) else 'end'} vs {b} {y[t] if t < len(y) else 'end'}")
+                if key != "labels":
+                    return  # other tokens: their outputs cannot be compared
         self.tokens += len(got["input_ids"])
-        x, y = list(got["labels"]), list(want["labels"])
-        if x != y:
-            t = next((t for t, (p, q) in enumerate(zip(x, y)) if p != q), min(len(x), len(y)))
-            self.add(f"{where}: label of token {t} is {x[t] if t < len(x) else 'missing'} in {a}, "
-                     f"{y[t] if t < len(y) else 'missing'} in {b}")
         s, r = np.asarray(got["scores"], dtype=np.float64), np.asarray(want["scores"], dtype=np.float64)
         if s.size == 0 and r.size == 0:
             return

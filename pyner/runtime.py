@@ -247,14 +247,9 @@ class Model:
         """The one scoring path: encode every text, run all their windows together (length-bucketed
         by `plan_batches`), and give each text its windows with their per-window outputs, in input order."""
         encoded = self.encode(texts)
-        flat = [w for e in encoded for w in e.windows]
-        outputs = self.forward(flat, batch_size=batch_size, max_batch_tokens=max_batch_tokens, output=output,
-                               max_padding=max_padding)
-        out, k = [], 0
-        for e in encoded:
-            out.append(ScoredText(e, tuple(outputs[k : k + len(e.windows)])))
-            k += len(e.windows)
-        return out
+        outputs = iter(self.forward([w for e in encoded for w in e.windows], batch_size=batch_size,
+                                    max_batch_tokens=max_batch_tokens, output=output, max_padding=max_padding))
+        return [ScoredText(e, tuple(next(outputs) for _ in e.windows)) for e in encoded]
 
     def predict(
         self,
