@@ -101,7 +101,7 @@ public final class Comparison {
         return true;
     }
 
-    private void window(String where, EncodedWindow w, float[][] scores, int[] labels, JsonObject g) {
+    private void window(String where, TokenWindow w, float[][] scores, int[] labels, JsonObject g) {
         long[] ids = longs(g.getAsJsonArray("input_ids"));
         int first = firstDiff(w.inputIds(), ids);
         if (first >= 0) {

@@ -147,16 +147,16 @@ public final class PynerModel implements AutoCloseable {
         lock.readLock().lock();
         try {
             ensureOpen();
-            List<List<EncodedWindow>> encoded = tokenizer.encode(checked);
-            List<EncodedWindow> flat = new ArrayList<>();
-            for (List<EncodedWindow> ws : encoded) {
+            List<List<TokenWindow>> encoded = tokenizer.encode(checked);
+            List<TokenWindow> flat = new ArrayList<>();
+            for (List<TokenWindow> ws : encoded) {
                 flat.addAll(ws);
             }
             List<float[][]> scores = scorer.forward(flat, maxBatchSize, maxBatchTokens, maxPadding);
             List<ScoredText> out = new ArrayList<>(checked.size());
             int k = 0;
             for (int i = 0; i < checked.size(); i++) {
-                List<EncodedWindow> ws = encoded.get(i);
+                List<TokenWindow> ws = encoded.get(i);
                 out.add(new ScoredText(checked.get(i), ws, scores.subList(k, k + ws.size())));
                 k += ws.size();
             }

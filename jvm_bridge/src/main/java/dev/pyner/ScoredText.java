@@ -9,7 +9,7 @@ import java.util.List;
 public final class ScoredText {
 
     private final String text;
-    private final List<EncodedWindow> windows;
+    private final List<TokenWindow> windows;
     private final List<float[][]> scores;
 
     /**
@@ -19,7 +19,7 @@ public final class ScoredText {
      * @param windows its windows
      * @param scores per window, float32 probabilities {@code [tokens][labels]}
      */
-    public ScoredText(String text, List<EncodedWindow> windows, List<float[][]> scores) {
+    public ScoredText(String text, List<TokenWindow> windows, List<float[][]> scores) {
         if (windows.size() != scores.size()) {
             throw new IllegalArgumentException("one score block per window is required");
         }
@@ -34,7 +34,7 @@ public final class ScoredText {
     }
 
     /** @return the windows: the encoding followed by its overflowing encodings */
-    public List<EncodedWindow> windows() {
+    public List<TokenWindow> windows() {
         return windows;
     }
 

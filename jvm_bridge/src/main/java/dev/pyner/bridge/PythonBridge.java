@@ -13,7 +13,7 @@ import dev.pyner.Entity;
 import dev.pyner.PynerException;
 import dev.pyner.PynerModel;
 import dev.pyner.ScoredText;
-import dev.pyner.EncodedWindow;
+import dev.pyner.TokenWindow;
 import java.nio.ByteBuffer;
 import java.nio.charset.CharacterCodingException;
 import java.nio.charset.CodingErrorAction;
@@ -78,7 +78,7 @@ public final class PythonBridge {
             JsonObject o = new JsonObject();
             JsonArray windows = new JsonArray();
             for (int w = 0; w < st.windows().size(); w++) {
-                EncodedWindow win = st.windows().get(w);
+                TokenWindow win = st.windows().get(w);
                 JsonObject jw = new JsonObject();
                 jw.add("input_ids", longs(win.inputIds()));
                 jw.add("type_ids", longs(win.typeIds()));

@@ -2,7 +2,7 @@ package dev.pyner.decode;
 
 import dev.pyner.AggregationStrategy;
 import dev.pyner.Entity;
-import dev.pyner.EncodedWindow;
+import dev.pyner.TokenWindow;
 import dev.pyner.text.TextIndex;
 import dev.pyner.text.TokenDecoder;
 import dev.pyner.text.TokenizerInfo;
@@ -97,7 +97,7 @@ public final class EntityDecoder {
      * @param ignoreLabels labels (or group names) to drop after grouping; null for {"O"}
      * @return the entities
      */
-    public List<Entity> decodeText(TextIndex text, List<EncodedWindow> windows, List<float[][]> scores,
+    public List<Entity> decodeText(TextIndex text, List<TokenWindow> windows, List<float[][]> scores,
                                    AggregationStrategy strategy, Collection<String> ignoreLabels) {
         Set<String> ignore = ignoreLabels == null ? DEFAULT_IGNORE_LABELS : Set.copyOf(ignoreLabels);
         List<Entity> entities = new ArrayList<>();
@@ -153,7 +153,7 @@ public final class EntityDecoder {
     private record TokenEntity(int labelId, double score, List<String> tokens, boolean isWord, int start, int end, int index) {}
 
     /** The pipeline's postprocess for one window: gather_pre_entities, aggregate, the ignore_labels filter. */
-    private List<Entity> decodeWindow(TextIndex text, EncodedWindow window, float[][] scores, AggregationStrategy strategy,
+    private List<Entity> decodeWindow(TextIndex text, TokenWindow window, float[][] scores, AggregationStrategy strategy,
                                       Set<String> ignore, int index) {
         List<PreEntity> pre = gatherPreEntities(text, window, scores, index);
         if (pre.isEmpty()) {
@@ -167,7 +167,7 @@ public final class EntityDecoder {
      * text instead), scores, offsets, index and is_subword (prefix rule for word-aware tokenizers,
      * else the space heuristic; never for an unknown token).
      */
-    private List<PreEntity> gatherPreEntities(TextIndex text, EncodedWindow window, float[][] scores, int index) {
+    private List<PreEntity> gatherPreEntities(TextIndex text, TokenWindow window, float[][] scores, int index) {
         int n = window.length();
         if (scores.length != n) {
             throw new IllegalArgumentException("window " + index + ": " + n + " tokens but " + scores.length + " score rows");

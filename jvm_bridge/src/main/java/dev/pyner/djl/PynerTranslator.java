@@ -13,7 +13,7 @@ import ai.djl.translate.Translator;
 import ai.djl.translate.TranslatorContext;
 import ai.djl.util.PairList;
 import dev.pyner.AggregationStrategy;
-import dev.pyner.EncodedWindow;
+import dev.pyner.TokenWindow;
 import dev.pyner.Entity;
 import dev.pyner.PynerException;
 import dev.pyner.artifact.Manifest;
@@ -51,7 +51,7 @@ public final class PynerTranslator implements Translator<String, Entity[]>, Auto
                           long padId, int numLabels) {}
 
     /** What batchProcessInput hands to batchProcessOutput. */
-    private record Batch(List<String> texts, List<List<EncodedWindow>> windows, List<EncodedWindow> rows,
+    private record Batch(List<String> texts, List<List<TokenWindow>> windows, List<TokenWindow> rows,
                          Batches.Padded padded, int[] rowOf) {}
 
     /**
@@ -122,14 +122,14 @@ public final class PynerTranslator implements Translator<String, Entity[]>, Auto
             throw new IllegalArgumentException("no texts to translate");
         }
         List<String> texts = TextIndex.checkTexts(inputs);
-        List<List<EncodedWindow>> perText = l.tokenizer().encode(texts);
-        List<EncodedWindow> flat = new ArrayList<>();
+        List<List<TokenWindow>> perText = l.tokenizer().encode(texts);
+        List<TokenWindow> flat = new ArrayList<>();
         perText.forEach(flat::addAll);
-        int[] lengths = flat.stream().mapToInt(EncodedWindow::length).toArray();
+        int[] lengths = flat.stream().mapToInt(TokenWindow::length).toArray();
         // One batch, rows in the Python runtime's order (longest first, stable).
         int[] order = Batches.plan(lengths, Integer.MAX_VALUE, Integer.MAX_VALUE).get(0);
         int[] rowOf = new int[flat.size()];
-        List<EncodedWindow> rows = new ArrayList<>(flat.size());
+        List<TokenWindow> rows = new ArrayList<>(flat.size());
         for (int r = 0; r < order.length; r++) {
             rowOf[order[r]] = r;
             rows.add(flat.get(order[r]));
@@ -172,7 +172,7 @@ public final class PynerTranslator implements Translator<String, Entity[]>, Auto
         List<Entity[]> out = new ArrayList<>(b.texts().size());
         int k = 0; // index of the text's first window in the flattened windows
         for (int i = 0; i < b.texts().size(); i++) {
-            List<EncodedWindow> windows = b.windows().get(i);
+            List<TokenWindow> windows = b.windows().get(i);
             List<float[][]> perWindow = new ArrayList<>(windows.size());
             for (int w = 0; w < windows.size(); w++, k++) {
                 perWindow.add(perRow[b.rowOf()[k]]);

@@ -1,6 +1,6 @@
 package dev.pyner.runtime;
 
-import dev.pyner.EncodedWindow;
+import dev.pyner.TokenWindow;
 import java.nio.FloatBuffer;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -102,15 +102,15 @@ public final class Batches {
          * @param padId the padding token id
          * @return the batch
          */
-        public static Padded of(List<EncodedWindow> windows, long padId) {
+        public static Padded of(List<TokenWindow> windows, long padId) {
             int n = windows.size();
-            int longest = windows.stream().mapToInt(EncodedWindow::length).max().orElse(0);
+            int longest = windows.stream().mapToInt(TokenWindow::length).max().orElse(0);
             long[] ids = new long[n * longest];
             long[] mask = new long[n * longest];
             long[] types = new long[n * longest];
             Arrays.fill(ids, padId);
             for (int r = 0; r < n; r++) {
-                EncodedWindow w = windows.get(r);
+                TokenWindow w = windows.get(r);
                 System.arraycopy(w.inputIds(), 0, ids, r * longest, w.length());
                 Arrays.fill(mask, r * longest, r * longest + w.length(), 1L);
                 System.arraycopy(w.typeIds(), 0, types, r * longest, w.length());
@@ -126,7 +126,7 @@ public final class Batches {
          * @param numLabels labels per token
          * @return per row {@code [tokens][labels]}
          */
-        public float[][][] unpad(FloatBuffer scores, List<EncodedWindow> windows, int numLabels) {
+        public float[][][] unpad(FloatBuffer scores, List<TokenWindow> windows, int numLabels) {
             float[][][] out = new float[rows][][];
             for (int r = 0; r < rows; r++) {
                 float[][] tokens = new float[windows.get(r).length()][numLabels];

@@ -10,7 +10,7 @@ import ai.onnxruntime.OrtSession;
 import ai.onnxruntime.TensorInfo;
 import dev.pyner.PynerException;
 import dev.pyner.PynerInferenceException;
-import dev.pyner.EncodedWindow;
+import dev.pyner.TokenWindow;
 import java.nio.LongBuffer;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -134,14 +134,14 @@ public final class OnnxScorer implements AutoCloseable {
      * @param maxPadding maximum padding as a fraction of a batch's real tokens (infinity: no bound)
      * @return scores per window
      */
-    public List<float[][]> forward(List<EncodedWindow> windows, int batchSize, int maxBatchTokens, double maxPadding) {
+    public List<float[][]> forward(List<TokenWindow> windows, int batchSize, int maxBatchTokens, double maxPadding) {
         int[] lengths = new int[windows.size()];
         for (int i = 0; i < lengths.length; i++) {
             lengths[i] = windows.get(i).length();
         }
         float[][][] results = new float[windows.size()][][];
         for (int[] batch : Batches.plan(lengths, batchSize, maxBatchTokens, maxPadding)) {
-            List<EncodedWindow> ws = new ArrayList<>(batch.length);
+            List<TokenWindow> ws = new ArrayList<>(batch.length);
             for (int i : batch) {
                 ws.add(windows.get(i));
             }
@@ -156,7 +156,7 @@ public final class OnnxScorer implements AutoCloseable {
     }
 
     /** One padded batch through the session; returns per row its unpadded scores. */
-    private float[][][] run(List<EncodedWindow> windows) {
+    private float[][][] run(List<TokenWindow> windows) {
         Batches.Padded batch = Batches.Padded.of(windows, padId);
         int n = batch.rows();
         int longest = batch.longest();

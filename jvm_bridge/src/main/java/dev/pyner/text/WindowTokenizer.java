@@ -5,7 +5,7 @@ import ai.djl.huggingface.tokenizers.HuggingFaceTokenizer;
 import ai.djl.huggingface.tokenizers.jni.CharSpan;
 import dev.pyner.PynerException;
 import dev.pyner.PynerInferenceException;
-import dev.pyner.EncodedWindow;
+import dev.pyner.TokenWindow;
 import java.io.IOException;
 import java.io.InputStream;
 import java.nio.file.Files;
@@ -80,7 +80,7 @@ public final class WindowTokenizer implements AutoCloseable {
      * @param texts texts (non-null, no lone surrogates: checked by the caller)
      * @return per text, its windows
      */
-    public List<List<EncodedWindow>> encode(List<String> texts) {
+    public List<List<TokenWindow>> encode(List<String> texts) {
         if (texts.isEmpty()) {
             return List.of();
         }
@@ -90,10 +90,10 @@ public final class WindowTokenizer implements AutoCloseable {
         } catch (RuntimeException e) {
             throw new PynerInferenceException("tokenizer failed: " + e.getMessage(), e);
         }
-        List<List<EncodedWindow>> out = new ArrayList<>(texts.size());
+        List<List<TokenWindow>> out = new ArrayList<>(texts.size());
         for (Encoding enc : encodings) {
             Encoding[] overflow = enc.getOverflowing();
-            List<EncodedWindow> windows = new ArrayList<>(1 + overflow.length);
+            List<TokenWindow> windows = new ArrayList<>(1 + overflow.length);
             windows.add(window(enc));
             for (Encoding o : overflow) {
                 windows.add(window(o));
@@ -103,7 +103,7 @@ public final class WindowTokenizer implements AutoCloseable {
         return out;
     }
 
-    private static EncodedWindow window(Encoding e) {
+    private static TokenWindow window(Encoding e) {
         long[] ids = e.getIds();
         long[] special = e.getSpecialTokenMask();
         CharSpan[] spans = e.getCharTokenSpans();
@@ -119,7 +119,7 @@ public final class WindowTokenizer implements AutoCloseable {
             }
             mask[i] = (int) special[i];
         }
-        return new EncodedWindow(ids, e.getTypeIds(), starts, ends, mask, e.getTokens());
+        return new TokenWindow(ids, e.getTypeIds(), starts, ends, mask, e.getTokens());
     }
 
     @Override

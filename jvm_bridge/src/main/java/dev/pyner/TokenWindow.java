@@ -3,9 +3,10 @@ package dev.pyner;
 /**
  * One model window of a text as the tokenizer produced it: the encoding or one of its overflowing
  * encodings (at most max_length tokens, special tokens included). Offsets are Unicode code points,
- * special tokens have (0, 0), as in Python. The arrays are shared, not copied: do not modify them.
+ * special tokens have (0, 0), as in Python ({@code pyner.runtime.TokenWindow}); no scores (see {@link
+ * ScoredText}). The arrays are shared, not copied: do not modify them.
  */
-public final class EncodedWindow {
+public final class TokenWindow {
 
     private final long[] inputIds;
     private final long[] typeIds;
@@ -24,7 +25,7 @@ public final class EncodedWindow {
      * @param specialTokensMask 1 for special tokens
      * @param tokens the encoding's token strings (a Unigram unknown piece keeps its text here)
      */
-    public EncodedWindow(long[] inputIds, long[] typeIds, int[] starts, int[] ends, int[] specialTokensMask, String[] tokens) {
+    public TokenWindow(long[] inputIds, long[] typeIds, int[] starts, int[] ends, int[] specialTokensMask, String[] tokens) {
         int n = inputIds.length;
         if (typeIds.length != n || starts.length != n || ends.length != n || specialTokensMask.length != n || tokens.length != n) {
             throw new IllegalArgumentException("window arrays disagree on the token count");
