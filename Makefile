@@ -8,7 +8,7 @@ SENTENCES := "Angela Merkel met Emmanuel Macron in Berlin on Tuesday to discuss 
              "Apple shares rose after Tim Cook spoke in Cupertino, California." \
              "The United Nations said aid convoys had reached Aleppo, Syria, for the first time since March."
 
-.PHONY: demo env test test-python jvm test-jvm test-scala bench bench-quick clean
+.PHONY: demo env test test-python jvm test-jvm test-scala test-large bench bench-quick clean
 
 ## demo: set up, build + package the embedded demo model, and recognize entities in news sentences
 demo: env
@@ -33,6 +33,12 @@ jvm: env
 
 test-scala: env jvm
 	sbt-sample/sbtw test
+
+## test-large: the seed's ~2 GB model class (XLM-RoBERTa-large, BERT-large shapes, random weights) through
+## every path, measured (package all precisions, verify, JVM parity, plain DJL, sidecar, 256-token bench).
+## Not part of `make test` (about an hour on 2 cores); results in bench/results/large/.
+test-large: env jvm
+	.venv/bin/python scripts/test-large
 
 bench: env
 	.venv/bin/pyner bench

@@ -61,6 +61,76 @@ def external_locations(path: Path) -> set[str]:
     return out
 
 
+def _tensors(model):
+    """Every tensor of the main graph that can hold weights: initializers and Constant values."""
+    yield from model.graph.initializer
+    for node in model.graph.node:
+        for a in node.attribute:
+            if a.HasField("t"):
+                yield a.t
+
+
+def graph_bytes(path: Path) -> int:
+    """Bytes of the graph at `path` with all its weights (embedded or external), read without loading them."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    total = model.ByteSize()
+    for t in _tensors(model):
+        if t.data_location == onnx.TensorProto.EXTERNAL:
+            info = {e.key: e.value for e in t.external_data}
+            total += int(info["length"]) if "length" in info else (Path(path).parent / info["location"]).stat().st_size
+    return total
+
+
+ALIGN = 4096  # tensor offsets in the data file are page-aligned (lets ONNX Runtime map them)
+COPY_CHUNK = 64 * 1024 ** 2
+
+
+def consolidate(src: Path, dst: Path) -> None:
+    """Write the graph `src` as `dst` + `dst`.data holding every tensor over 1 KiB, streaming the bytes
+    from `src`'s external files (or its embedded raw data) in chunks: memory stays at one chunk, not the
+    model (the raw export of a 2 GB model has one file per tensor)."""
+    import onnx
+
+    src, dst = Path(src), Path(dst)
+    model = onnx.load(str(src), load_external_data=False)
+    data = data_file(dst)
+    offset = 0
+    with open(data, "wb") as out:
+        for t in _tensors(model):
+            if t.data_location == onnx.TensorProto.EXTERNAL:
+                info = {e.key: e.value for e in t.external_data}
+                start, length = int(info.get("offset", 0)), info.get("length")
+                with open(src.parent / info["location"], "rb") as f:
+                    f.seek(start)
+                    length = int(length) if length is not None else os.fstat(f.fileno()).st_size - start
+                    left = length
+                    while left:
+                        block = f.read(min(COPY_CHUNK, left))
+                        if not block:
+                            raise RuntimeError(f"{src.parent / info['location']}: shorter than tensor {t.name!r} needs")
+                        out.write(block)
+                        left -= len(block)
+            elif t.HasField("raw_data") and len(t.raw_data) > 1024:
+                length = len(t.raw_data)
+                out.write(t.raw_data)
+                t.ClearField("raw_data")
+            else:
+                continue
+            del t.external_data[:]
+            t.data_location = onnx.TensorProto.EXTERNAL
+            for k, v in (("location", data.name), ("offset", str(offset)), ("length", str(length))):
+                e = t.external_data.add()
+                e.key, e.value = k, v
+            offset += length
+            pad = -offset % ALIGN
+            out.write(b"\0" * pad)
+            offset += pad
+    onnx.save_model(model, str(dst))
+    share_modes(dst.parent)
+
+
 def check_layout(path: Path) -> None:
     """Refuse a graph whose weights live anywhere but in `path` itself or `path`.data."""
     bad = external_locations(path) - {data_file(path).name}
@@ -97,20 +167,20 @@ def place(src: Path, folder: Path, *, external: bool) -> str | None:
     """Put the graph `src` (written by `save`, or a single file) into the artifact folder as model.onnx;
     return the external-data file name recorded in the manifest (None: weights embedded).
 
-    External: the two files are moved (same file system: a rename, no copy). Embedded: the graph is
-    loaded once and written as one file."""
+    External: the two files are moved (same file system: a rename), or the weights are streamed into
+    model.onnx.data (`consolidate`). Embedded: the graph is loaded once and written as one file."""
     import onnx
 
     src = Path(src)
     dst = Path(folder) / art.MODEL_FILE
     locations = external_locations(src)
     if external:
-        if locations == {data_file(src).name}:
+        if locations == {data_file(src).name} and src.name == art.MODEL_FILE:
             os.replace(src, dst)
             os.replace(data_file(src), data_file(dst))
             share_modes(dst.parent)
-        else:  # embedded weights (a tiny model's unfused fallback) or one file per tensor (the raw export)
-            save(onnx.load(str(src)), dst)
+        else:  # the fused graph over the raw export's files (one per tensor), or embedded weights
+            consolidate(src, dst)
         check_layout(dst)
         return data_file(dst).name
     if locations:

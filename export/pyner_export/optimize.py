@@ -7,6 +7,7 @@ manifest says why. GELU stays exact (no approximation).
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -44,12 +45,15 @@ def run_logits(path_or_bytes, feed: dict[str, np.ndarray]) -> tuple[np.ndarray, 
 
 
 def optimize(src: Path, dst: Path, *, num_heads: int, hidden_size: int, feed: dict[str, np.ndarray]) -> tuple[Path, dict[str, Any]]:
-    """Fuse `src` into `dst` (external data, see `onnxio.save`); return the graph to use (`dst`, or `src`
-    when fusion fails or changes the math) and the report.
+    """Fuse `src` into `dst` (a file in the same folder: they share its external data); return the graph
+    to use (`dst`, or `src` when fusion fails or changes the math) and the report.
 
-    Memory: the optimizer's copy of the model is released before the fused and unfused graphs are run,
+    Memory: the optimizer sees the graph without its weights; the fused and unfused graphs are then run
     one ONNX Runtime session at a time."""
-    from . import onnxio
+    import onnx
+
+    if dst.parent != src.parent:
+        raise ValueError(f"the fused graph {dst} must be written beside {src} (they share its external data)")
 
     report: dict[str, Any] = {"optimizer": "onnxruntime.transformers", "model_type": "bert",
                               "gelu_approximation": False, "fused_ops": {}, "fallback": None}
@@ -59,16 +63,18 @@ def optimize(src: Path, dst: Path, *, num_heads: int, hidden_size: int, feed: di
 
         options = FusionOptions("bert")
         options.enable_gelu_approximation = False
-        optimized = optimize_model(str(src), model_type="bert", num_heads=num_heads, hidden_size=hidden_size,
-                                   optimization_options=options, opt_level=0, use_gpu=False)
-        stats = optimized.get_fused_operator_statistics()
-        report["fused_ops"] = {k: int(v) for k, v in sorted(stats.items())}
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        # (the optimizer's own save adds the com.microsoft opset import its fused ops need)
-        optimized.save_model_to_file(str(dst), use_external_data_format=True, all_tensors_to_one_file=True)
-        del optimized
-        onnxio.check_layout(dst)
-        onnxio.share_modes(dst.parent)
+        # The fusions rewrite the graph; the weights (external data over 1 KiB) are neither read nor copied:
+        # the fused graph is written beside the source and refers to the same data files.
+        graph = onnx.load(str(src), load_external_data=False)
+        # the optimizer's checks resolve external-data locations against the working folder
+        with contextlib.chdir(src.parent):
+            optimized = optimize_model(graph, model_type="bert", num_heads=num_heads, hidden_size=hidden_size,
+                                       optimization_options=options, opt_level=0, use_gpu=False)
+            stats = optimized.get_fused_operator_statistics()
+            report["fused_ops"] = {k: int(v) for k, v in sorted(stats.items())}
+            # (the optimizer's own save adds the com.microsoft opset import its fused ops need)
+            optimized.save_model_to_file(dst.name, use_external_data_format=False)
+        del optimized, graph
     except Exception as exc:  # the optimizer's failures are not typed
         report["fallback"] = f"fusion failed ({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}); unfused graph kept"
         report["fused_ops"] = {}

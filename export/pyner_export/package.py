@@ -215,10 +215,15 @@ def package(model_dir, out_dir, options: Options | None = None, **kwargs: Any) -
     return manifest
 
 
-def _peak_rss_mib() -> int:
-    import resource
-
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)  # Linux: KiB
+def _peak_rss_mib() -> int | None:
+    """This process's peak resident memory so far (Linux VmHWM; not reset, so that /usr/bin/time still
+    sees the whole command's peak): recorded after each stage, the stage that raised it is the one
+    whose value jumps. None where /proc is not available."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) // 1024
+    except (OSError, StopIteration, ValueError):
+        return None
 
 
 class _Build:
@@ -235,7 +240,7 @@ class _Build:
         self.max_length, self.stride, self.digest = max_length, stride, digest
         self.eval_sentences = eval_sentences
         self.timings, self.progress = timings, progress
-        self.peak_rss: dict[str, int] = {}
+        self.peak_rss: dict[str, int | None] = {}
         self.manifest: dict[str, Any] = {}
 
     def run(self) -> dict[str, Any]:
@@ -322,7 +327,7 @@ class _Build:
 
         feed = probe_feed(self.input_names, self.pad_id, self.vocab)
         self.fused, self.manifest["optimization"] = optimize(
-            self.raw, self.work / "fused" / art.MODEL_FILE, num_heads=self.ckpt.num_heads,
+            self.raw, self.raw.with_name("fused.onnx"), num_heads=self.ckpt.num_heads,
             hidden_size=self.ckpt.hidden_size, feed=feed)
 
     def precision(self) -> None:
@@ -343,10 +348,9 @@ class _Build:
             graph = self.work / "int8" / art.MODEL_FILE
             self.manifest["quantization"] = quantize_int8(self.fused, graph, policy=self.opts.int8_policy or POLICY,
                                                           exclude=self.opts.int8_exclude)
-        for stale in {self.raw.parent, self.fused.parent} - {graph.parent}:
-            shutil.rmtree(stale, ignore_errors=True)  # disk: only the graph in use is kept
-        nbytes = sum(f.stat().st_size for f in graph.parent.iterdir() if f.is_file())
-        external = onnxio.wants_external(self.opts.external_data, nbytes, precision)
+        if graph.parent != self.raw.parent:
+            shutil.rmtree(self.raw.parent, ignore_errors=True)  # disk: only the graph in use is kept
+        external = onnxio.wants_external(self.opts.external_data, onnxio.graph_bytes(graph), precision)
         self.manifest["external_data"] = onnxio.place(graph, self.folder, external=external)
 
     def guard(self) -> None:
