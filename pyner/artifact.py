@@ -325,25 +325,32 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def remove_stale(target: Path, kinds: tuple[str, ...] = ("tmp", "old")) -> list[Path]:
-    """Remove `.NAME.tmp-PID-*` / `.NAME.old-PID` beside `target` left by processes that no longer run
-    (a SIGKILL, a power cut); return what was removed. Live writers' folders are left alone."""
+# `atomic_dir`'s folders beside a target NAME: .NAME.tmp-PID-XXXX (being written), .NAME.old-PID (being replaced)
+ATOMIC_DIR_TAIL = re.compile(r"\.(?:tmp|old)-(\d+)(?:-.*)?")
+
+
+def remove_stale(target: Path, tail: re.Pattern = ATOMIC_DIR_TAIL) -> list[Path]:
+    """Remove what dead writers left beside `target`: entries named `.NAME` + `tail` (its group 1 is the
+    writer's pid) whose process no longer runs (a SIGKILL, a power cut); return what was removed. A live
+    writer's entry, our own, and any other name are left alone (a reused pid only delays the cleanup)."""
     target = Path(target).absolute()
-    pattern = re.compile(rf"^\.{re.escape(target.name)}\.(?:{'|'.join(kinds)})-(\d+)(?:-.*)?$")
+    prefix = f".{target.name}"
     removed = []
     try:
-        entries = list(target.parent.iterdir())
+        names = os.listdir(target.parent)
     except OSError:
         return removed
-    for p in entries:
-        m = pattern.match(p.name)
-        if m and int(m.group(1)) != os.getpid() and not _pid_alive(int(m.group(1))):
-            if p.is_dir() and not p.is_symlink():
-                shutil.rmtree(p, ignore_errors=True)
-            else:
-                with contextlib.suppress(OSError):
-                    p.unlink()
-            removed.append(p)
+    for n in names:
+        m = tail.fullmatch(n[len(prefix):]) if n.startswith(prefix) else None
+        if m is None or int(m.group(1)) == os.getpid() or _pid_alive(int(m.group(1))):
+            continue
+        p = target.parent / n
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                p.unlink()
+        removed.append(p)
     return removed
 
 

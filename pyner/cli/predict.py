@@ -184,36 +184,12 @@ def _umask() -> int:
 _TMP_TAIL = re.compile(r"\.(\d+)\.[A-Za-z0-9_]+\.tmp")
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # alive, another user's
-    return True
-
-
 def remove_stale_temporaries(target: Path) -> list[Path]:
-    """Remove the `.NAME.PID.XXXX.tmp` files beside `target` whose writer PID no longer runs (a
-    SIGKILL'd run's leftovers). A live writer's file, and any other name, is left alone. (A PID
-    reused since only makes a leftover stay longer.)"""
-    removed = []
-    prefix = f".{target.name}"
-    try:
-        names = os.listdir(target.parent)
-    except OSError:
-        return removed
-    for n in names:
-        m = _TMP_TAIL.fullmatch(n[len(prefix):]) if n.startswith(prefix) else None
-        if m is None or int(m.group(1)) == os.getpid() or _pid_alive(int(m.group(1))):
-            continue
-        try:
-            os.unlink(target.parent / n)
-            removed.append(target.parent / n)
-        except OSError:
-            pass
-    return removed
+    """Remove the `.NAME.PID.XXXX.tmp` files beside `target` whose writer no longer runs (a SIGKILL'd
+    run's leftovers); see `pyner.artifact.remove_stale`."""
+    from .. import artifact
+
+    return artifact.remove_stale(target, _TMP_TAIL)
 
 
 def open_output(target: Path, existing: os.stat_result | None):
