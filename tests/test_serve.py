@@ -570,6 +570,35 @@ def test_a_small_request_is_not_stuck_behind_a_huge_one(gated, model):
     assert sample(srv, "pyner_batch_requests_bucket", le="1.0") < sample(srv, "pyner_batch_requests_count")
 
 
+def test_a_short_request_is_answered_before_the_long_runs_of_its_batch(gated, model):
+    """One formed batch holding a short window and long ones: the planner cuts them into separate
+    runs, the short run goes first, and its request is answered before the long run even starts."""
+    srv, gm, c = gated(max_batch_size=32, max_batch_tokens=1 << 16, max_delay_ms=0, max_padding=0.05)
+    long_text = " ".join(TEXTS[:12])
+    assert len(model.encode([long_text])[0].windows) >= 3
+    small_done = threading.Event()
+    inner = gm.run_batch
+    long_run_waited = []
+
+    def run_batch(windows, output="scores"):
+        if max(len(w) for w in windows) == model.max_length:  # the long run
+            long_run_waited.append(small_done.wait(60))
+        return inner(windows, output)
+
+    gm.run_batch = run_batch
+    gm.gate.clear()
+    blocker = c.stub.Recognize.future(c.pb.RecognizeRequest(texts=["the blocker"]), timeout=120)
+    wait_until(gm.entered.is_set, what="the blocker in the model")
+    big = c.stub.Recognize.future(c.pb.RecognizeRequest(texts=[long_text]), timeout=120)
+    small = c.stub.Recognize.future(c.pb.RecognizeRequest(texts=["Paris"]), timeout=120)
+    small.add_done_callback(lambda f: small_done.set())
+    wait_until(lambda: sample(srv, "pyner_pending_requests") == 2, what="both requests queued")
+    gm.gate.set()
+    assert blocker.result().results and small.result().results and big.result().results
+    assert long_run_waited and all(long_run_waited)  # the short request was answered first, every time
+    assert sample(srv, "pyner_batch_requests_bucket", le="1.0") < sample(srv, "pyner_batch_requests_count")  # one batch held both
+
+
 def test_request_limits_tokens_and_ignore_labels(gated, model):
     limit = sum(e.n_tokens for e in model.encode(TEXTS[:3]))
     srv, gm, c = gated(max_request_tokens=limit)

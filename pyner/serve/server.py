@@ -360,6 +360,9 @@ def serve(config: ServeConfig, *, log_level: str = "info") -> int:
 class ServerThread:
     """A server on its own event loop in a background thread (tests, benchmarks, notebooks).
 
+    Its stop() uses gRPC's stop(): a call racing it may get CANCELLED (the process entry point,
+    serve_until_signal, exits instead; see the module's docstring).
+
         with ServerThread(ServeConfig(artifact, port=0, metrics_port=0)) as srv:
             client = pyner.client.Client(f"127.0.0.1:{srv.port}")
     """
