@@ -135,3 +135,21 @@ def test_jvm_parity_on_external_data_artifacts():
         assert report.ok and report.identical_texts == report.texts, f"{name}: {format_parity(report)}"
         if report.python_ort == report.jvm_ort:
             assert report.max_score_diff == 0.0, f"{name}: {format_parity(report)}"
+
+
+def test_the_sidecar_serves_an_external_data_artifact(artifact_factory):
+    import pyner
+    from pyner.client import Client
+    from pyner.golden import GOLDEN_TEXTS
+    from pyner.serve.batcher import BatcherConfig
+    from pyner.serve.server import ServeConfig, ServerThread
+
+    ext = artifact_factory("xlm-roberta", external_data="always")
+    texts = [t for _, t in GOLDEN_TEXTS]
+    want = pyner.load(ext).predict(texts)
+    with ServerThread(ServeConfig(str(ext), port=0, metrics_port=0, batcher=BatcherConfig(max_delay_ms=5))) as srv, \
+            Client(f"127.0.0.1:{srv.port}", timeout=120) as c:
+        got = c.recognize(texts)
+    assert [[(e.label, e.start, e.end, e.word) for e in g] for g in got] == \
+        [[(e["entity_group"], e["start"], e["end"], e["word"]) for e in w] for w in want]
+    assert sum(map(len, want)) > 0
