@@ -22,11 +22,9 @@ import java.util.function.BiFunction;
  */
 public final class Comparison {
 
-    /** What differs. */
+    /** What differs: a window's field (WINDOWS: their number), or an entity's (ENTITY_COUNT: their number). */
     public enum Kind {
-        /** the number of windows */
         WINDOWS, INPUT_IDS, TYPE_IDS, OFFSETS, SPECIAL_TOKENS_MASK, LABELS, SCORES,
-        /** the number of entities */
         ENTITY_COUNT, ENTITY_KIND, ENTITY_LABEL, ENTITY_START, ENTITY_END, ENTITY_WORD, ENTITY_INDEX, ENTITY_SCORE
     }
 

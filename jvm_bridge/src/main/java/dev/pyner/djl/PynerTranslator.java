@@ -26,6 +26,7 @@ import dev.pyner.text.WindowTokenizer;
 import java.nio.FloatBuffer;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.Collections;
 import java.util.List;
 import java.util.UUID;
 
@@ -85,13 +86,16 @@ public final class PynerTranslator implements Translator<String, Entity[]>, Auto
         TokenizerInfo info = TokenizerInfo.read(manifest);
         EntityDecoder decoder = new EntityDecoder(manifest.labels(), info);
         WindowTokenizer tokenizer = WindowTokenizer.load(info.path(), manifest.maxLength(), manifest.stride());
-        Block block = model.getBlock();
         List<String> names = new ArrayList<>();
-        if (block instanceof SymbolBlock) {
-            PairList<String, Shape> described = block.describeInput();
+        try {
+            Block block = model.getBlock();
+            PairList<String, Shape> described = block instanceof SymbolBlock ? block.describeInput() : null;
             if (described != null) {
                 names.addAll(described.keys());
             }
+        } catch (RuntimeException e) {
+            tokenizer.close();
+            throw e;
         }
         loaded = new Loaded(folder, tokenizer, decoder, names.isEmpty() ? manifest.inputs() : names,
                 info.padTokenId(), manifest.labels().size());
@@ -107,7 +111,7 @@ public final class PynerTranslator implements Translator<String, Entity[]>, Auto
 
     @Override
     public NDList processInput(TranslatorContext ctx, String input) {
-        return batchProcessInput(ctx, java.util.Collections.singletonList(input));
+        return batchProcessInput(ctx, Collections.singletonList(input));
     }
 
     @Override
