@@ -14,7 +14,10 @@ called from several threads at once, and the model keeps no per-call state.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,7 +28,7 @@ import numpy as np
 
 from . import artifact as _art
 from .artifact import Manifest
-from .errors import ArtifactError, UsageError
+from .errors import ArtifactError, MissingDependency, UsageError
 
 DEFAULT_BATCH_SIZE = 32
 # Measured (bench/, BENCHMARKS.md): on CPU the cost follows padded tokens, not the batch count, and
@@ -35,6 +38,18 @@ DEFAULT_BATCH_SIZE = 32
 # (1024 was faster still on articles, 9.03 s, but slower on sentences, 7.55 s).
 DEFAULT_MAX_BATCH_TOKENS = 2048
 DEFAULT_MAX_PADDING = 0.05
+# On a GPU the cost of a run is nearly flat up to thousands of tokens (the launches and the weights'
+# reads dominate small runs), so a batch is cut much later: 16384 padded tokens, the budget Hugging
+# Face's text-embeddings-inference uses for BERT-class encoders on one GPU (its --max-batch-tokens
+# default), i.e. 64 windows of 256 tokens or 32 of 512, with room for 256 short ones. Not yet
+# measured on this project's GPU (docs/gpu.md): scripts/gpu-check times batch 1 to 256.
+CUDA_BATCH_SIZE = 256
+CUDA_MAX_BATCH_TOKENS = 16384
+# What a missing GPU does when a CUDA device is asked for: "fail" raises (the default), "fallback"
+# runs on the CPU after one logged warning naming why.
+ON_MISSING_GPU = ("fail", "fallback")
+
+log = logging.getLogger("pyner.runtime")
 
 
 @dataclass(frozen=True)
@@ -121,29 +136,185 @@ def _session_options(threads: int | None):
     return so
 
 
-def _providers(providers: Sequence[str] | None) -> list[str]:
+@dataclass(frozen=True)
+class Device:
+    """Where a model runs: the CPU, or CUDA device `index` (ONNX Runtime's CUDAExecutionProvider)."""
+
+    kind: str  # "cpu" or "cuda"
+    index: int = 0
+
+    def __str__(self) -> str:
+        return "cpu" if self.kind == "cpu" else f"cuda:{self.index}"
+
+    @property
+    def batch_size(self) -> int:
+        """The default windows per run on this device."""
+        return CUDA_BATCH_SIZE if self.kind == "cuda" else DEFAULT_BATCH_SIZE
+
+    @property
+    def max_batch_tokens(self) -> int:
+        """The default padded tokens per run on this device (2048 measured on CPU; 16384 on CUDA)."""
+        return CUDA_MAX_BATCH_TOKENS if self.kind == "cuda" else DEFAULT_MAX_BATCH_TOKENS
+
+
+CPU = Device("cpu")
+
+
+def parse_device(spec: "str | Device | None") -> Device:
+    """"cpu", "cuda" (= "cuda:0") or "cuda:N" (also a Device, or None for the CPU); anything else is a UsageError."""
+    if isinstance(spec, Device):
+        return spec
+    text = "cpu" if spec is None else str(spec).strip().lower()
+    if text == "cpu":
+        return CPU
+    kind, colon, index = text.partition(":")
+    if kind == "cuda" and (index.isdigit() if colon else True):
+        return Device("cuda", int(index or 0))
+    raise UsageError(f"device {spec!r}: use cpu, cuda or cuda:N (N a device id, 0 first)")
+
+
+def check_on_missing_gpu(value: str) -> str:
+    if value not in ON_MISSING_GPU:
+        raise UsageError(f"on_missing_gpu {value!r}: use fail (raise when the GPU cannot be used) or fallback (run on "
+                         "the CPU with one warning)")
+    return value
+
+
+class GpuUnavailable(Exception):
+    """Why a CUDA device cannot be used; `error()` is what "fail" raises."""
+
+    def __init__(self, message: str, *, hint: str | None = None, usage: bool = False):
+        super().__init__(message)
+        self.message, self.hint, self.usage = message, hint, usage
+
+    def error(self) -> Exception:
+        return (UsageError if self.usage else MissingDependency)(self.message, hint=self.hint)
+
+
+_GPU_BUILD_HINT = ("install the GPU build in place of the CPU one (both are the module onnxruntime): pip uninstall -y "
+                   "onnxruntime && pip install --force-reinstall 'onnxruntime-gpu[cuda,cudnn]==1.29.0'; see docs/gpu.md")
+_CUDA_LIBS_HINT = ("onnxruntime-gpu needs CUDA 13 and cuDNN 9 of the major version it was built for: pip install "
+                   "'onnxruntime-gpu[cuda,cudnn]', put their lib folders on LD_LIBRARY_PATH, or import torch (a CUDA "
+                   "build of the same major version) before pyner; see docs/gpu.md")
+
+
+def _preload_cuda_libraries(ort) -> str:
+    """onnxruntime.preload_dlls() (loads CUDA/cuDNN from the nvidia-* wheels when they are installed),
+    its printed complaints captured instead of written to stdout (predict writes results there)."""
+    out = io.StringIO()
+    if hasattr(ort, "preload_dlls"):
+        with contextlib.redirect_stdout(out):
+            try:
+                ort.preload_dlls()
+            except Exception as exc:  # a missing folder etc.: the checks below name what is missing
+                print(f"preload_dlls: {exc}")
+    return " ".join(out.getvalue().split())
+
+
+def _load_cuda_provider_library(ort) -> None:
+    """dlopen ONNX Runtime's CUDA provider library, which names the first CUDA library it cannot
+    find (ONNX Runtime itself would only log that and go on without CUDA). Raises OSError."""
+    import ctypes
+
+    ctypes.CDLL(str(Path(ort.__file__).parent / "capi" / "libonnxruntime_providers_cuda.so"))
+
+
+def _cuda_device_count() -> tuple[int | None, str]:
+    """(CUDA devices visible to this process, "") by the CUDA runtime's cudaGetDeviceCount, or
+    (None, why) when the runtime library cannot be loaded or answers with an error."""
+    import ctypes
+
+    for name in ("libcudart.so.13", "libcudart.so.12", "libcudart.so"):
+        try:
+            cudart = ctypes.CDLL(name)
+            break
+        except OSError:
+            continue
+    else:
+        return None, "the CUDA runtime (libcudart) cannot be loaded"
+    count = ctypes.c_int(0)
+    code = cudart.cudaGetDeviceCount(ctypes.byref(count))
+    if code != 0:
+        cudart.cudaGetErrorString.restype = ctypes.c_char_p
+        return None, f"cudaGetDeviceCount failed: error {code} ({cudart.cudaGetErrorString(code).decode(errors='replace')})"
+    return int(count.value), ""
+
+
+def cuda_providers(device: Device) -> list:
+    """ONNX Runtime providers for a CUDA device, after checking, in this order, that this onnxruntime
+    is the GPU build, that its CUDA provider library finds the CUDA libraries, and that the device id
+    exists. Raises GpuUnavailable naming the first thing missing."""
     import onnxruntime as ort
 
     available = ort.get_available_providers()
-    if not providers:
-        return ["CPUExecutionProvider"]
-    aliases = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
-    out = [aliases.get(p.lower(), p) for p in providers]
-    missing = [p for p in out if p not in available]
-    if missing:
-        raise UsageError(
-            f"execution provider(s) {', '.join(missing)} not available in this onnxruntime (available: {', '.join(available)})",
-            hint="for CUDA install pyner[gpu] (onnxruntime-gpu) in place of onnxruntime",
-        )
-    return out
+    if "CUDAExecutionProvider" not in available:
+        raise GpuUnavailable(
+            f"device {device}: this onnxruntime {ort.__version__} is not the GPU build (onnxruntime-gpu): "
+            f"CUDAExecutionProvider is not among its providers ({', '.join(available)})", hint=_GPU_BUILD_HINT)
+    preload = _preload_cuda_libraries(ort)
+    try:
+        _load_cuda_provider_library(ort)
+    except OSError as exc:
+        raise GpuUnavailable(f"device {device}: the CUDA libraries that onnxruntime-gpu {ort.__version__} needs "
+                             f"cannot be loaded ({exc})" + (f"; {preload}" if preload else ""), hint=_CUDA_LIBS_HINT) from None
+    count, why = _cuda_device_count()
+    if count == 0:
+        raise GpuUnavailable(f"device {device}: no CUDA device is visible to this process "
+                             f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')})",
+                             hint="check nvidia-smi, the driver and CUDA_VISIBLE_DEVICES")
+    if count is None:
+        raise GpuUnavailable(f"device {device}: no usable CUDA device ({why})", hint="check nvidia-smi and the NVIDIA driver")
+    if device.index >= count:
+        raise GpuUnavailable(f"device {device}: device id {device.index} is out of range: this process sees {count} CUDA "
+                             f"device(s), cuda:0 to cuda:{count - 1}", usage=True)
+    # TF32 off: an fp32 artifact's golden fixtures hold on the GPU as on the CPU (fp16 matmuls are unaffected).
+    return [("CUDAExecutionProvider", {"device_id": str(device.index), "use_tf32": "0"}), "CPUExecutionProvider"]
+
+
+def create_session(path: Path, so, device: Device, on_missing_gpu: str = "fail"):
+    """(session, the device it runs on, why it is not the one asked for or None).
+
+    CUDA: on anything missing, "fail" raises (MissingDependency, or UsageError for a device id out of
+    range); "fallback" logs one warning naming why and returns a CPU session."""
+    import onnxruntime as ort
+
+    check_on_missing_gpu(on_missing_gpu)
+    if device.kind == "cuda":
+        try:
+            try:
+                session = ort.InferenceSession(str(path), sess_options=so, providers=cuda_providers(device),
+                                               enable_fallback=0)  # no silent CPU retry by onnxruntime itself
+            except GpuUnavailable:
+                raise
+            except Exception as exc:
+                if not any(k in str(exc).lower() for k in ("cuda", "cudnn", "cublas", "gpu", "device")):
+                    raise ArtifactError(f"{path}: ONNX Runtime cannot load it ({exc})") from exc
+                raise GpuUnavailable(f"device {device}: the CUDA provider cannot create a session ({exc})",
+                                     hint=_CUDA_LIBS_HINT) from None
+            if "CUDAExecutionProvider" not in session.get_providers():
+                raise GpuUnavailable(f"device {device}: ONNX Runtime did not start its CUDA provider (the CUDA or cuDNN "
+                                     f"libraries; providers now {session.get_providers()})", hint=_CUDA_LIBS_HINT)
+            return session, device, None
+        except GpuUnavailable as exc:
+            if on_missing_gpu == "fail":
+                raise exc.error() from None
+            log.warning("%s; running on the CPU instead (on_missing_gpu=fallback)", exc.message,
+                        extra={"fields": {"event": "gpu_fallback", "requested": str(device), "device": "cpu"}})
+            reason = exc.message
+    else:
+        reason = None
+    try:
+        session = ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        raise ArtifactError(f"{path}: ONNX Runtime cannot load it ({exc})") from exc
+    return session, CPU, reason
 
 
 class Model:
     """An artifact loaded for inference. Create with `pyner.load(path)`."""
 
-    def __init__(self, folder: Path, manifest: Manifest, *, providers: Sequence[str] | None = None, threads: int | None = None):
-        import onnxruntime as ort
-
+    def __init__(self, folder: Path, manifest: Manifest, *, device: "str | Device | None" = None, on_missing_gpu: str = "fail",
+                 threads: int | None = None, io_binding: bool | None = None):
         from .decode import Decoder
 
         self.folder = Path(folder)
@@ -157,14 +328,15 @@ class Model:
         tok_info = TokenizerInfo.read(manifest.tokenizer, self.tokenizer)
         self.pad_id = tok_info.pad_token_id
         self.threads = threads
-        try:
-            self.session = ort.InferenceSession(
-                str(self.folder / _art.MODEL_FILE), sess_options=_session_options(threads), providers=_providers(providers)
-            )
-        except UsageError:
-            raise
-        except Exception as exc:
-            raise ArtifactError(f"{self.folder / _art.MODEL_FILE}: ONNX Runtime cannot load it ({exc})") from exc
+        self.requested_device = parse_device(device)
+        # device: where the session really runs; fallback_reason: why that is the CPU when CUDA was asked for.
+        self.session, self.device, self.fallback_reason = create_session(
+            self.folder / _art.MODEL_FILE, _session_options(threads), self.requested_device, on_missing_gpu)
+        # IO binding: inputs copied to the device once per run, only `scores` bound as an output and
+        # copied back. The default on CUDA; on the CPU it gives the same bits as a plain run (tested).
+        self.io_binding = self.device.kind == "cuda" if io_binding is None else bool(io_binding)
+        self.batch_size = self.device.batch_size
+        self.max_batch_tokens = self.device.max_batch_tokens
         session_inputs = [i.name for i in self.session.get_inputs()]
         if sorted(session_inputs) != sorted(self.input_names):
             raise ArtifactError(f"{self.folder / _art.MODEL_FILE}: graph inputs {session_inputs} differ from the manifest's {self.input_names}")
@@ -188,12 +360,15 @@ class Model:
         self,
         windows: Sequence[TokenWindow],
         *,
-        batch_size: int = DEFAULT_BATCH_SIZE,
-        max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
+        batch_size: int | None = None,
+        max_batch_tokens: int | None = None,
         output: str = "scores",
         max_padding: float = DEFAULT_MAX_PADDING,
     ) -> list[np.ndarray]:
-        """Run the model on windows, length-bucketed; return per window a float32 (T, num_labels) array, in input order."""
+        """Run the model on windows, length-bucketed; return per window a float32 (T, num_labels) array, in input order.
+        batch_size / max_batch_tokens None: the device's defaults (`self.batch_size`, `self.max_batch_tokens`)."""
+        batch_size = self.batch_size if batch_size is None else batch_size
+        max_batch_tokens = self.max_batch_tokens if max_batch_tokens is None else max_batch_tokens
         if batch_size < 1 or max_batch_tokens < 1:
             raise UsageError(f"batch_size ({batch_size}) and max_batch_tokens ({max_batch_tokens}) must be positive")
         if not max_padding >= 0:
@@ -219,7 +394,15 @@ class Model:
             mask[r, : len(w)] = 1
             if self._uses_types:
                 feeds["token_type_ids"][r, : len(w)] = w.type_ids
-        return self.session.run([output], feeds)[0]
+        if not self.io_binding:
+            return self.session.run([output], feeds)[0]
+        binding = self.session.io_binding()  # one per run: runs on several threads do not share it
+        for name, array in feeds.items():
+            binding.bind_cpu_input(name, array)
+        binding.bind_output(output, self.device.kind, self.device.index)
+        self.session.run_with_iobinding(binding)
+        binding.synchronize_outputs()
+        return binding.copy_outputs_to_cpu()[0]
 
     def decode(
         self,
@@ -239,8 +422,8 @@ class Model:
         self,
         texts: Sequence[str],
         *,
-        batch_size: int = DEFAULT_BATCH_SIZE,
-        max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
+        batch_size: int | None = None,
+        max_batch_tokens: int | None = None,
         max_padding: float = DEFAULT_MAX_PADDING,
         output: str = "scores",
     ) -> list[ScoredText]:
@@ -257,8 +440,8 @@ class Model:
         *,
         aggregation: str = "simple",
         ignore_labels: Sequence[str] | None = None,
-        batch_size: int = DEFAULT_BATCH_SIZE,
-        max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
+        batch_size: int | None = None,
+        max_batch_tokens: int | None = None,
     ) -> list[list[dict[str, Any]]]:
         """Entities per text, in input order, with transformers' pipeline keys (see ARCHITECTURE.md)."""
         from .decode import check_aggregation
@@ -268,7 +451,8 @@ class Model:
                 for s in self.score(texts, batch_size=batch_size, max_batch_tokens=max_batch_tokens)]
 
     def __repr__(self) -> str:
-        return f"pyner.Model({str(self.folder)!r}, precision={self.precision}, labels={len(self.labels)}, max_length={self.max_length})"
+        return (f"pyner.Model({str(self.folder)!r}, precision={self.precision}, labels={len(self.labels)}, "
+                f"max_length={self.max_length}, device={self.device})")
 
 
 def open_tokenizer(folder: str | os.PathLike, manifest: Manifest):
@@ -341,22 +525,34 @@ def _window(enc) -> TokenWindow:
 def load(
     artifact_dir: str | os.PathLike,
     *,
-    providers: Sequence[str] | None = None,
+    device: "str | Device | None" = None,
+    on_missing_gpu: str = "fail",
     threads: int | None = None,
     check: bool = True,
     expect_digest: str | None = None,
+    io_binding: bool | None = None,
 ) -> Model:
     """Load an artifact folder: format version, every checksum (unless check=False), then the model.
 
-    providers: ONNX Runtime execution providers ("cpu", "cuda" or full names); default CPU.
+    device: "cpu" (default), "cuda" (= "cuda:0") or "cuda:N": ONNX Runtime's CUDAExecutionProvider
+      (onnxruntime-gpu), CPU for the nodes it does not take. `model.device` says where it runs.
+    on_missing_gpu: for a CUDA device, "fail" (default) raises when it cannot be used, naming what is
+      missing: the onnxruntime-gpu build or the CUDA libraries (MissingDependency, exit 6), the device
+      id (UsageError, exit 2); "fallback" runs on the CPU after one logged warning (model.fallback_reason).
+    io_binding: bind inputs/outputs (default: on CUDA only); same results either way (docs/gpu.md).
     threads: intra-op threads (default: ONNX Runtime's choice, the physical cores).
+    The batch defaults follow the device: 32 windows / 2048 padded tokens on CPU, 256 / 16384 on CUDA.
     expect_digest: "sha256:..." (`pyner verify` prints it): refuse any other artifact (ArtifactError).
     To re-run the artifact's golden fixtures too: `pyner.check.self_check(model)`.
     """
     if threads is not None and threads < 0:
         raise UsageError(f"threads must be >= 0, got {threads}")
+    parse_device(device)
+    check_on_missing_gpu(on_missing_gpu)
     manifest = _art.load_checked(artifact_dir, checksums=check, expect_digest=expect_digest)
-    return Model(Path(artifact_dir), manifest, providers=providers, threads=threads)
+    return Model(Path(artifact_dir), manifest, device=device, on_missing_gpu=on_missing_gpu, threads=threads,
+                 io_binding=io_binding)
 
 
-__all__ = ["Model", "Encoded", "ScoredText", "TokenWindow", "TokenizerInfo", "load", "plan_batches", "check_text_types"]
+__all__ = ["Model", "Device", "Encoded", "ScoredText", "TokenWindow", "TokenizerInfo", "load", "parse_device", "plan_batches",
+           "check_text_types"]

@@ -1063,9 +1063,11 @@ def test_serve_flags_read_environment_variables(monkeypatch):
     cli.add_arguments(parser)
     monkeypatch.setenv("PYNER_MAX_QUEUE", "7")
     monkeypatch.setenv("PYNER_PORT", "6000")
-    monkeypatch.setenv("PYNER_PROVIDERS", "cpu")
+    monkeypatch.setenv("PYNER_DEVICE", "cuda:1")
+    monkeypatch.setenv("PYNER_ON_MISSING_GPU", "fallback")
     config, level = cli.config_from_args(parser.parse_args(["art", "--port", "6001"]))
-    assert config.batcher.max_queue == 7 and config.port == 6001 and config.providers == ["cpu"]
+    assert config.batcher.max_queue == 7 and config.port == 6001
+    assert (config.device, config.on_missing_gpu) == ("cuda:1", "fallback")
     assert config.host == "127.0.0.1" and level == "info"
     monkeypatch.setenv("PYNER_MAX_DELAY_MS", "soon")
     with pytest.raises(UsageError, match="PYNER_MAX_DELAY_MS"):
@@ -1115,9 +1117,10 @@ def test_serve_defaults_are_defined_once():
     cli.add_arguments(parser)
     config, level = cli.config_from_args(parser.parse_args(["art"]))
     assert config == ServeConfig("art") and level == "info"
-    from pyner.runtime import DEFAULT_MAX_BATCH_TOKENS
+    from pyner.runtime import CPU, DEFAULT_BATCH_SIZE, DEFAULT_MAX_BATCH_TOKENS
 
-    assert BatcherConfig.max_batch_tokens == DEFAULT_MAX_BATCH_TOKENS  # the runtime's measured budget
+    cpu = BatcherConfig().for_device(CPU)  # unset batch sizes are the device's: on CPU the runtime's measured budget
+    assert (cpu.max_batch_tokens, cpu.max_batch_size) == (DEFAULT_MAX_BATCH_TOKENS, 32) and DEFAULT_BATCH_SIZE == 32
 
 
 def test_every_error_maps_to_a_real_status_and_exit_code():

@@ -35,7 +35,7 @@ CHUNK_TEXTS = 256  # texts per runtime call: bounded memory, still enough for le
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from ..artifact import AGGREGATIONS
-    from ..runtime import DEFAULT_BATCH_SIZE, DEFAULT_MAX_BATCH_TOKENS
+    from ..runtime import CUDA_BATCH_SIZE, CUDA_MAX_BATCH_TOKENS, DEFAULT_BATCH_SIZE, DEFAULT_MAX_BATCH_TOKENS, ON_MISSING_GPU
 
     p.add_argument("artifact", metavar="ARTIFACT_DIR", help="artifact folder made by `pyner package`")
     p.add_argument("texts", metavar="TEXT", nargs="*", help="texts to recognize (or use -i)")
@@ -43,10 +43,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", metavar="FILE", help="write JSON Lines here (default: stdout)")
     p.add_argument("--aggregation", default="simple", choices=AGGREGATIONS, help="entity grouping strategy (default: simple)")
     p.add_argument("--ignore-labels", nargs="*", default=None, metavar="LABEL", help="labels to drop after grouping (default: O)")
-    p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help=f"max windows per model call (default {DEFAULT_BATCH_SIZE})")
-    p.add_argument("--max-batch-tokens", type=int, default=DEFAULT_MAX_BATCH_TOKENS, help=f"max padded tokens per model call (default {DEFAULT_MAX_BATCH_TOKENS})")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help=f"max windows per model call (default {DEFAULT_BATCH_SIZE} on CPU, {CUDA_BATCH_SIZE} on CUDA)")
+    p.add_argument("--max-batch-tokens", type=int, default=None,
+                   help=f"max padded tokens per model call (default {DEFAULT_MAX_BATCH_TOKENS} on CPU, {CUDA_MAX_BATCH_TOKENS} on CUDA)")
     p.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads (default: physical cores)")
-    p.add_argument("--providers", nargs="*", default=None, help="execution providers, e.g. cuda cpu (default: cpu)")
+    p.add_argument("--device", default="cpu", metavar="cpu|cuda|cuda:N",
+                   help="where the model runs (default cpu); cuda needs onnxruntime-gpu (docs/gpu.md)")
+    p.add_argument("--on-missing-gpu", default="fail", choices=ON_MISSING_GPU,
+                   help="with --device cuda: fail (default) exits naming what is missing; fallback runs on the CPU "
+                        "after one warning")
     p.add_argument("--no-check", action="store_true", help="skip the checksum check on load (faster start)")
     p.add_argument("--expect-digest", metavar="sha256:HEX", default=None,
                    help="refuse the artifact unless its digest (printed by `pyner verify` and `pyner package`) is this "
@@ -249,6 +255,10 @@ def _run(args: argparse.Namespace) -> int:
     if not args.input and not args.texts:
         raise UsageError("nothing to recognize: give TEXT arguments or -i FILE ('-' for stdin)")
     check_aggregation(args.aggregation)
+    runtime.parse_device(args.device)
+    for flag in ("batch_size", "max_batch_tokens"):
+        if getattr(args, flag) is not None and getattr(args, flag) < 1:
+            raise UsageError(f"--{flag.replace('_', '-')} must be at least 1, got {getattr(args, flag)}")
     if args.expect_digest is not None:
         from ..artifact import parse_digest
 
@@ -272,8 +282,8 @@ def _run(args: argparse.Namespace) -> int:
                 stream = open(path, "rb")
             except OSError as exc:
                 raise InputError(f"{path}: cannot read ({exc.strerror})") from None
-        model = runtime.load(args.artifact, threads=args.threads, providers=args.providers, check=not args.no_check,
-                             expect_digest=args.expect_digest)
+        model = runtime.load(args.artifact, threads=args.threads, device=args.device, on_missing_gpu=args.on_missing_gpu,
+                             check=not args.no_check, expect_digest=args.expect_digest)
         if args.input:
             name = "<stdin>" if path is None else str(path)
             if path is not None and not args.quiet and sys.stderr.isatty():

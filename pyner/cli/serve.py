@@ -23,8 +23,8 @@ OPTIONS: dict[str, tuple[Callable[[str], Any], Any, str]] = {
                      "network); 0 picks a free one, -1 disables it"),
     "model-name": (str, S.model_name, "the model's name for KServe v2 callers (ModelInfer model_name) and in ModelInfo"),
     "max-batch-tokens": (int, B.max_batch_tokens, "padded tokens (windows x longest) per formed batch: larger batches "
-                         "amortize better but keep the model longer and use more memory"),
-    "max-batch-size": (int, B.max_batch_size, "windows per formed batch"),
+                         "amortize better but keep the model longer and use more memory [2048 on CPU, 16384 on CUDA]"),
+    "max-batch-size": (int, B.max_batch_size, "windows per formed batch [32 on CPU, 256 on CUDA]"),
     "max-padding": (float, B.max_padding, "padded tokens per model run may exceed real tokens by this fraction: lower wastes "
                     "less compute on CPU, higher gives fewer, larger model runs (GPUs)"),
     "max-delay-ms": (float, B.max_delay_ms, "how long the oldest request may wait for a fuller batch: throughput vs. latency at low load"),
@@ -39,8 +39,9 @@ OPTIONS: dict[str, tuple[Callable[[str], Any], Any, str]] = {
     "cpu-threads": (int, S.cpu_threads, "threads for tokenization and decoding, which overlap with inference"),
     "model-workers": (int, B.model_workers, "batches run at the same time, each on its own thread; with --threads 1, one "
                       "per core serves many short texts faster (docs/serve.md)"),
-    "providers": (lambda s: [p for p in s.replace(",", " ").split() if p], S.providers,
-                  "execution providers, e.g. 'cuda cpu' (default: cpu)"),
+    "device": (str, S.device, "where the model runs: cpu, cuda or cuda:N (onnxruntime-gpu; docs/gpu.md)"),
+    "on-missing-gpu": (str, S.on_missing_gpu, "with a CUDA device: fail (the server exits naming what is missing) or "
+                       "fallback (serve on the CPU after one warning; readiness and ModelInfo say the device used)"),
     "tls-cert": (str, None, "PEM server certificate (with --tls-key): serve over TLS"),
     "tls-key": (str, None, "PEM private key of --tls-cert"),
     "tls-client-ca": (str, None, "PEM CA bundle: require client certificates signed by it (mutual TLS)"),
@@ -67,8 +68,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("artifact", metavar="ARTIFACT_DIR", nargs="?", default=None,
                    help="artifact folder made by `pyner package` (env PYNER_ARTIFACT)")
     for flag, (_, default, help_) in OPTIONS.items():
-        extra = {"nargs": "*"} if flag == "providers" else {}
-        p.add_argument(f"--{flag}", default=None, help=f"{help_} (default: {default}; env {env_name(flag)})", **extra)
+        shown = "the device's" if default is None and help_.endswith("CUDA]") else default
+        p.add_argument(f"--{flag}", default=None, help=f"{help_} (default: {shown}; env {env_name(flag)})")
     for flag, (field_name, help_) in SWITCHES.items():
         p.add_argument(f"--{flag}", action="store_true", help=f"{help_} (env {env_name(field_name.replace('_', '-'))}=0)")
 
@@ -85,8 +86,6 @@ def resolve(args: argparse.Namespace, options: dict = OPTIONS) -> dict[str, Any]
         if value is None:
             out[key] = default
             continue
-        if isinstance(value, list):  # --providers a b
-            value = " ".join(value)
         try:
             out[key] = conv(value)
         except ValueError:

@@ -108,7 +108,7 @@ class _Job:
 class Batcher:
     def __init__(self, model, config: BatcherConfig, metrics: Metrics, *, cpu_threads: int = 1):
         self.model = model
-        self.config = config.check()
+        self.config = config.for_device(getattr(model, "device", None)).check()  # unset batch sizes: the device's
         self.metrics = metrics
         self._queue: deque[_Job] = deque()
         self._queued_windows = 0

@@ -19,10 +19,11 @@ MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 class BatcherConfig:
     # padded tokens (windows x longest window) per formed batch, the cost of running it as one
     # batch; plan_batches then cuts it into runs by --max-padding. One longer window runs alone.
-    # = the runtime's DEFAULT_MAX_BATCH_TOKENS (measured there, tested equal): a batch is also the
-    # longest a newly arrived request waits for the model, 8192 held it ~4x longer (bench/hol.py).
-    max_batch_tokens: int = 2048
-    max_batch_size: int = 32  # windows per formed batch
+    # None: the device's default, the runtime's (`Device.max_batch_tokens`, tested equal): on CPU
+    # 2048 (measured there: a batch is also the longest a newly arrived request waits for the model,
+    # 8192 held it ~4x longer, bench/hol.py); on CUDA 16384 (docs/gpu.md).
+    max_batch_tokens: int | None = None
+    max_batch_size: int | None = None  # windows per formed batch; None: 32 on CPU, 256 on CUDA
     max_delay_ms: float = 2.0  # how long the oldest request may wait for a fuller batch
     max_queue: int = 256  # admitted requests waiting for the model; beyond: RESOURCE_EXHAUSTED
     max_queue_tokens: int = 2_000_000  # tokens waiting for the model (memory); one request alone is always taken
@@ -38,9 +39,22 @@ class BatcherConfig:
     # uses poorly (BENCHMARKS.md).
     model_workers: int = 1
 
+    def for_device(self, device) -> "BatcherConfig":
+        """This config with the batch sizes left at None set to the defaults of `device` (a
+        pyner.runtime.Device; None: the CPU's)."""
+        from dataclasses import replace
+
+        from ..runtime import CPU
+
+        device = device or CPU
+        return replace(self, max_batch_tokens=device.max_batch_tokens if self.max_batch_tokens is None else self.max_batch_tokens,
+                       max_batch_size=device.batch_size if self.max_batch_size is None else self.max_batch_size)
+
     def check(self) -> "BatcherConfig":
         for name in ("max_batch_tokens", "max_batch_size", "max_queue", "max_queue_tokens", "max_texts", "max_text_chars",
                      "max_request_tokens", "model_workers"):
+            if name in ("max_batch_tokens", "max_batch_size") and getattr(self, name) is None:
+                continue  # the device's default, set by for_device
             if getattr(self, name) < 1:
                 raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if self.max_delay_ms < 0:
@@ -59,7 +73,8 @@ class ServeConfig:
     batcher: BatcherConfig = field(default_factory=BatcherConfig)
     model_name: str = "model"  # the name KServe v2 callers use (and ModelInfo.name)
     threads: int | None = None  # ONNX Runtime intra-op threads (default: its choice)
-    providers: list[str] | None = None
+    device: str = "cpu"  # cpu, cuda or cuda:N (docs/gpu.md)
+    on_missing_gpu: str = "fail"  # fail: the server does not start without the GPU; fallback: CPU, one warning
     tls_cert: str | None = None
     tls_key: str | None = None
     tls_client_ca: str | None = None  # mutual TLS: clients must present a certificate signed by this CA
@@ -80,6 +95,10 @@ class ServeConfig:
             raise UsageError(f"--max-message-bytes must be at least 1024, got {self.max_message_bytes}")
         if self.threads is not None and self.threads < 0:
             raise UsageError(f"--threads must be >= 0, got {self.threads}")
+        from ..runtime import check_on_missing_gpu, parse_device  # not at import: `pyner --help` stays light
+
+        parse_device(self.device)
+        check_on_missing_gpu(self.on_missing_gpu)
         if self.cpu_threads < 1:
             raise UsageError(f"--cpu-threads must be at least 1, got {self.cpu_threads}")
         if not MODEL_NAME.fullmatch(self.model_name or ""):

@@ -70,7 +70,7 @@ class Metrics:
         self.ready = Gauge("pyner_ready", "1 while the server takes requests (model loaded and self-checked, not draining).", registry=r)
         self.model_info = Gauge(
             "pyner_model_info", "The served model (value 1).",
-            ("name", "artifact_digest", "precision", "max_length", "labels", "pyner_version"), registry=r)
+            ("name", "artifact_digest", "precision", "max_length", "labels", "pyner_version", "device"), registry=r)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -84,6 +84,7 @@ def model_info(model, config: ServeConfig) -> dict[str, Any]:
         "aggregations": list(AGGREGATIONS),
         "max_texts_per_request": config.batcher.max_texts,
         "max_text_chars": config.batcher.max_text_chars,
+        "device": str(getattr(model, "device", "cpu")),  # where it runs (the CPU after a fallback)
     }
 
 
@@ -216,8 +217,8 @@ class Server:
         if model is None:
             from ..runtime import load
 
-            model = await loop.run_in_executor(None, lambda: load(cfg.artifact, providers=cfg.providers, threads=cfg.threads,
-                                                                               expect_digest=cfg.expect_digest))
+            model = await loop.run_in_executor(None, lambda: load(cfg.artifact, device=cfg.device, on_missing_gpu=cfg.on_missing_gpu,
+                                                                  threads=cfg.threads, expect_digest=cfg.expect_digest))
         if cfg.self_check:
             from ..check import self_check
 
@@ -227,8 +228,10 @@ class Server:
         self.state.info = info
         self.metrics.model_info.labels(
             name=info["name"], artifact_digest=info["artifact_digest"], precision=info["precision"],
-            max_length=str(info["max_length"]), labels=str(len(info["labels"])), pyner_version=__version__).set(1)
-        batcher = Batcher(model, cfg.batcher, self.metrics, cpu_threads=cfg.cpu_threads)
+            max_length=str(info["max_length"]), labels=str(len(info["labels"])), pyner_version=__version__,
+            device=info["device"]).set(1)
+        batching = cfg.batcher.for_device(getattr(model, "device", None))  # batch sizes left unset: the device's
+        batcher = Batcher(model, batching, self.metrics, cpu_threads=cfg.cpu_threads)
         batcher.start()
         self.state.batcher = batcher
         if self.state.draining:
@@ -239,7 +242,11 @@ class Server:
             await self._health.set(n, health_pb2.HealthCheckResponse.SERVING)
         log.info("ready", extra={"fields": {"event": "ready", "port": self.port, "metrics_port": self.metrics_port,
                                             "model": info["name"], "artifact_digest": info["artifact_digest"],
-                                            "precision": info["precision"], "self_check": cfg.self_check}})
+                                            "precision": info["precision"], "self_check": cfg.self_check,
+                                            "device": info["device"], "requested_device": cfg.device,
+                                            "fallback_reason": getattr(model, "fallback_reason", None),
+                                            "max_batch_tokens": batching.max_batch_tokens,
+                                            "max_batch_size": batching.max_batch_size}})
 
     # -- stop -----------------------------------------------------------------------------------
 
