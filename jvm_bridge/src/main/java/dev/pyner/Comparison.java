@@ -24,8 +24,36 @@ public final class Comparison {
 
     /** What differs: a window's field (WINDOWS: their number), or an entity's (ENTITY_COUNT: their number). */
     public enum Kind {
-        WINDOWS, INPUT_IDS, TYPE_IDS, OFFSETS, SPECIAL_TOKENS_MASK, LABELS, SCORES,
-        ENTITY_COUNT, ENTITY_KIND, ENTITY_LABEL, ENTITY_START, ENTITY_END, ENTITY_WORD, ENTITY_INDEX, ENTITY_SCORE
+        /** The number of windows of a text. */
+        WINDOWS,
+        /** A window's token ids. */
+        INPUT_IDS,
+        /** A window's token type ids. */
+        TYPE_IDS,
+        /** A window's character offsets. */
+        OFFSETS,
+        /** A window's special-token mask. */
+        SPECIAL_TOKENS_MASK,
+        /** A window's per-token labels (argmax). */
+        LABELS,
+        /** A window's per-token scores, beyond the tolerance. */
+        SCORES,
+        /** The number of entities of a text and strategy. */
+        ENTITY_COUNT,
+        /** An entity's kind (token or group). */
+        ENTITY_KIND,
+        /** An entity's label. */
+        ENTITY_LABEL,
+        /** An entity's start. */
+        ENTITY_START,
+        /** An entity's end. */
+        ENTITY_END,
+        /** An entity's word. */
+        ENTITY_WORD,
+        /** A token entity's index. */
+        ENTITY_INDEX,
+        /** An entity's score, beyond the tolerance. */
+        ENTITY_SCORE
     }
 
     private final double tolerance;
