@@ -354,3 +354,78 @@ def test_sidecar_fail_does_not_start_and_names_the_gpu_build(art, monkeypatch):
     monkeypatch.setattr(ort, "get_available_providers", lambda: ["CPUExecutionProvider"])
     with pytest.raises(MissingDependency, match="not the GPU build"):
         ServerThread(ServeConfig(str(art), port=0, metrics_port=-1, device="cuda")).start()
+
+
+# -- scripts/gpu-check ------------------------------------------------------------------------------
+
+
+def _gpu_check():
+    import importlib.machinery
+    import importlib.util
+
+    loader = importlib.machinery.SourceFileLoader("gpu_check", str(REPO / "scripts" / "gpu-check"))
+    spec = importlib.util.spec_from_loader("gpu_check", loader)
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_gpu_check_dry_run_runs_every_step(tmp_path):
+    """The whole script on the CPU: split, stash, join and verify a stand-in wheel, install it into a
+    venv that shadows the base environment, build tiny checkpoints and artifacts, and every measuring
+    step; the JSON and the table are written and each target has a value (never a GPU figure)."""
+    out, stage = tmp_path / "out", tmp_path / "stage"
+    r = subprocess.run([sys.executable, str(REPO / "scripts" / "gpu-check"), "--dry-run", "--out", str(out), "--stage", str(stage),
+                        "--budget", "300"], capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
+    data = json.loads((out / "gpu-check.json").read_text())
+    steps = data["steps"]
+    want = ["prepare", "assemble", "install", "environment", "peak", "build", "golden", "worstcase-tiny", "sidecar"]
+    assert list(steps) == want and all(steps[n]["status"] == "ok" for n in want), {n: s.get("error") for n, s in steps.items()}
+    assert steps["prepare"]["result"]["calls"] > 1  # the stand-in really went through several call folders
+    assert steps["install"]["result"]["module"].startswith(str(stage / "venv"))  # the venv's copy shadows
+    rows = steps["worstcase-tiny"]["result"]["rows"]
+    assert {r["config"] for r in rows} == {"pytorch-fp32", "pytorch-fp16", "ort-fp16-iobinding"}
+    assert all(r["docs_per_s"] > 0 for r in rows) and {r["batch"] for r in rows} == {1, 4}
+    assert steps["golden"]["result"]["tiny-fp16"]["passed"] is True
+    assert steps["golden"]["result"]["demo-fp16"]["status"] == "skipped"  # with its reason
+    assert steps["sidecar"]["result"]["sidecar_device"] == "cpu" and steps["sidecar"]["result"]["ratio"] > 0
+    assert set(data["targets"]) == {"ort_fp16_vs_pytorch_fp32", "ort_fp16_vs_pytorch_fp16", "fraction_of_fp16_peak",
+                                    "sidecar_c64_vs_in_process"}
+    assert all(t["value"] is not None and t["met"] in (True, False) for t in data["targets"].values())
+    table = (out / "gpu-check.md").read_text()
+    assert table.startswith("# gpu-check: DRY RUN") and "| worstcase-tiny | ok |" in table and "(dry run)" in table
+
+
+def test_gpu_check_parts_fit_the_device_tool_and_a_bad_part_is_named(tmp_path):
+    """Parts under --part-mib, call folders under --call-mib (the 64 MiB per call minus the tree), each
+    with the manifest; --stash refuses a damaged part and names the call folders still missing;
+    assemble refuses an incomplete set and reproduces the wheel's bytes from a complete one."""
+    gc = _gpu_check()
+    wheel = gc._probe_wheel(tmp_path / "w")
+    m = gc.prepare(tmp_path / "prep", wheel=wheel, demo=None, call_mib=0.01, part_mib=0.004, dry=True)
+    calls = sorted((tmp_path / "prep").glob("call-*"))
+    assert len(calls) == m["calls"] > 1 and len(m["parts"]) >= m["calls"]
+    for folder in calls:
+        assert (folder / "manifest.json").is_file()
+        assert sum(f.stat().st_size for f in folder.glob("payload.part*")) <= 0.01 * gc.MiB
+    assert all(p["bytes"] <= 0.004 * gc.MiB for p in m["parts"])
+    run_md = (tmp_path / "prep" / "RUN.md").read_text()
+    assert run_md.count("run(command=") == m["calls"] and "--run --out $OUT" in run_md and "carry=[" in run_md
+    stage = tmp_path / "stage"
+    state = gc.stash(calls[0], stage)
+    assert {p["call"] for p in state["missing"]} == {c.name for c in calls[1:]}
+    with pytest.raises(RuntimeError, match="parts missing .*carry call-2"):
+        gc.assemble(stage)
+    broken = tmp_path / "broken"
+    shutil_copy = __import__("shutil").copytree
+    shutil_copy(calls[1], broken)
+    part = next(broken.glob("payload.part*"))
+    part.write_bytes(b"x" + part.read_bytes()[1:])
+    with pytest.raises(SystemExit, match="sha256 differs"):
+        gc.stash(broken, stage)
+    for folder in calls[1:]:
+        assert gc.stash(folder, stage)["missing"] == [] or folder != calls[-1]
+    payload = gc.assemble(stage)
+    assert (payload / wheel.name).read_bytes() == wheel.read_bytes()
