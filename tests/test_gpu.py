@@ -381,7 +381,7 @@ def test_gpu_check_dry_run_runs_every_step(tmp_path):
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
     data = json.loads((out / "gpu-check.json").read_text())
     steps = data["steps"]
-    want = ["prepare", "assemble", "install", "environment", "peak", "build", "golden", "worstcase-tiny", "sidecar"]
+    want = ["prepare", "assemble", "install", "environment", "peak", "build-tiny", "golden", "worstcase-tiny", "sidecar"]
     assert list(steps) == want and all(steps[n]["status"] == "ok" for n in want), {n: s.get("error") for n, s in steps.items()}
     assert steps["prepare"]["result"]["calls"] > 1  # the stand-in really went through several call folders
     assert steps["install"]["result"]["module"].startswith(str(stage / "venv"))  # the venv's copy shadows
@@ -412,7 +412,7 @@ def test_gpu_check_parts_fit_the_device_tool_and_a_bad_part_is_named(tmp_path):
         assert sum(f.stat().st_size for f in folder.glob("payload.part*")) <= 0.01 * gc.MiB
     assert all(p["bytes"] <= 0.004 * gc.MiB for p in m["parts"])
     run_md = (tmp_path / "prep" / "RUN.md").read_text()
-    assert run_md.count("run(command=") == m["calls"] and "--run --out $OUT" in run_md and "carry=[" in run_md
+    assert run_md.count("carry=[") == m["calls"] and run_md.count("--stash") == m["calls"] and "--run --out $OUT" in run_md
     stage = tmp_path / "stage"
     state = gc.stash(calls[0], stage)
     assert {p["call"] for p in state["missing"]} == {c.name for c in calls[1:]}
