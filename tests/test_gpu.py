@@ -412,7 +412,7 @@ def test_gpu_check_parts_fit_the_device_tool_and_a_bad_part_is_named(tmp_path):
         assert sum(f.stat().st_size for f in folder.glob("payload.part*")) <= 0.01 * gc.MiB
     assert all(p["bytes"] <= 0.004 * gc.MiB for p in m["parts"])
     run_md = (tmp_path / "prep" / "RUN.md").read_text()
-    assert run_md.count("carry=[") == m["calls"] and run_md.count("--stash") == m["calls"] and "--run --out $OUT" in run_md
+    assert run_md.count("carry=[") == m["calls"] and run_md.count("scripts/gpu-check --stash ") == m["calls"] and "--run --out $OUT" in run_md
     stage = tmp_path / "stage"
     state = gc.stash(calls[0], stage)
     assert {p["call"] for p in state["missing"]} == {c.name for c in calls[1:]}
