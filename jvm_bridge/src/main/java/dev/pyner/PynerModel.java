@@ -211,6 +211,16 @@ public final class PynerModel implements AutoCloseable {
         return scorer.onnxRuntimeVersion();
     }
 
+    /** @return where the model runs: "cpu" or "cuda:N" (the CPU after a fallback) */
+    public String device() {
+        return scorer.device();
+    }
+
+    /** @return why the model runs on the CPU although a CUDA device was asked for (FALLBACK), or null */
+    public String fallbackReason() {
+        return scorer.fallbackReason();
+    }
+
     /** @return intra-op threads asked for (0: ONNX Runtime's choice) */
     public int threads() {
         return threads;
@@ -244,7 +254,7 @@ public final class PynerModel implements AutoCloseable {
     @Override
     public String toString() {
         return "PynerModel(" + manifest.folder() + ", " + manifest.modelType() + " " + manifest.precision() + ", "
-                + manifest.labels().size() + " labels, max_length " + manifest.maxLength() + ")";
+                + manifest.labels().size() + " labels, max_length " + manifest.maxLength() + ", " + scorer.device() + ")";
     }
 
     /** Builder: {@code setArtifact} is required, the {@code opt*} settings are optional. */
@@ -259,6 +269,8 @@ public final class PynerModel implements AutoCloseable {
         private int maxBatchSize = Batches.DEFAULT_BATCH_SIZE;
         private int maxBatchTokens = Batches.DEFAULT_MAX_BATCH_TOKENS;
         private double maxPadding = Batches.DEFAULT_MAX_PADDING;
+        private int cudaId = -1;
+        private OnMissingGpu onMissingGpu = OnMissingGpu.FAIL;
 
         private Builder() {}
 
@@ -334,6 +346,36 @@ public final class PynerModel implements AutoCloseable {
          */
         public Builder optExpectDigest(String digest) {
             this.expectDigest = Manifest.parseDigest(digest);
+            return this;
+        }
+
+        /**
+         * Where the model runs: {@code cpu} (the default), {@code cuda} or {@code cuda:N} (CUDA device N,
+         * 0 first). CUDA needs the GPU build of ONNX Runtime Java ({@code
+         * com.microsoft.onnxruntime:onnxruntime_gpu}, same version, in place of {@code onnxruntime}),
+         * the CUDA libraries it was built for, and the device; what happens when one is missing is
+         * {@link #optOnMissingGpu(OnMissingGpu)}'s.
+         *
+         * @param device cpu, cuda or cuda:N
+         * @return this builder
+         * @throws IllegalArgumentException for any other device
+         */
+        public Builder optDevice(String device) {
+            this.cudaId = dev.pyner.runtime.Gpu.parseDevice(device);
+            return this;
+        }
+
+        /**
+         * What {@link #build()} does when the CUDA device of {@link #optDevice(String)} cannot be used:
+         * {@link OnMissingGpu#FAIL} (the default) throws a {@link PynerException} naming what is missing
+         * (the GPU build, the CUDA libraries, the device); {@link OnMissingGpu#FALLBACK} loads on the
+         * CPU after one logged warning ({@link PynerModel#fallbackReason()} keeps it).
+         *
+         * @param policy FAIL or FALLBACK
+         * @return this builder
+         */
+        public Builder optOnMissingGpu(OnMissingGpu policy) {
+            this.onMissingGpu = Objects.requireNonNull(policy, "policy");
             return this;
         }
 
@@ -450,7 +492,7 @@ public final class PynerModel implements AutoCloseable {
             OnnxScorer scorer;
             try {
                 scorer = OnnxScorer.open(folder.resolve(Manifest.MODEL_FILE), manifest.inputs(),
-                        info.padTokenId(), manifest.labels().size(), threads);
+                        info.padTokenId(), manifest.labels().size(), threads, cudaId, onMissingGpu);
             } catch (PynerException | RuntimeException e) {
                 tok.close();
                 throw e;

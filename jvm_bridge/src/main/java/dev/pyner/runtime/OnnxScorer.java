@@ -8,6 +8,8 @@ import ai.onnxruntime.OrtException;
 import ai.onnxruntime.OrtLoggingLevel;
 import ai.onnxruntime.OrtSession;
 import ai.onnxruntime.TensorInfo;
+import ai.onnxruntime.providers.OrtCUDAProviderOptions;
+import dev.pyner.OnMissingGpu;
 import dev.pyner.PynerException;
 import dev.pyner.PynerInferenceException;
 import dev.pyner.TokenWindow;
@@ -37,8 +39,13 @@ public final class OnnxScorer implements AutoCloseable {
     private final boolean usesTypes;
     private final long padId;
     private final int numLabels;
+    private final String device;
+    private final String fallbackReason;
 
-    private OnnxScorer(OrtEnvironment env, OrtSession session, List<String> inputNames, long padId, int numLabels) {
+    private OnnxScorer(OrtEnvironment env, OrtSession session, List<String> inputNames, long padId, int numLabels,
+                       String device, String fallbackReason) {
+        this.device = device;
+        this.fallbackReason = fallbackReason;
         this.env = env;
         this.session = session;
         this.usesTypes = inputNames.contains("token_type_ids");
@@ -47,7 +54,7 @@ public final class OnnxScorer implements AutoCloseable {
     }
 
     /**
-     * Opens a session.
+     * Opens a session on the CPU.
      *
      * @param model model.onnx
      * @param manifestInputs the manifest's input names (must equal the graph's)
@@ -59,8 +66,61 @@ public final class OnnxScorer implements AutoCloseable {
      */
     public static OnnxScorer open(Path model, List<String> manifestInputs, long padId, int numLabels, int threads)
             throws PynerException {
+        return open(model, manifestInputs, padId, numLabels, threads, -1, OnMissingGpu.FAIL);
+    }
+
+    /**
+     * Opens a session on the CPU or a CUDA device. For CUDA it checks, in this order, that this ONNX
+     * Runtime Java is the GPU build, that its CUDA provider loads (the CUDA libraries), and that a
+     * session can be created on the device; on the first that fails, {@code FAIL} throws naming it and
+     * {@code FALLBACK} logs one warning (logger {@code dev.pyner}) and opens on the CPU.
+     *
+     * @param model model.onnx
+     * @param manifestInputs the manifest's input names (must equal the graph's)
+     * @param padId padding token id
+     * @param numLabels number of labels (checked against the scores output)
+     * @param threads intra-op threads (0: ORT's choice)
+     * @param cudaId the CUDA device id, or -1 for the CPU
+     * @param onMissingGpu what a CUDA device that cannot be used does
+     * @return the scorer ({@link #device()} says where it runs)
+     * @throws PynerException naming model.onnx when ORT cannot load it or it does not match the
+     *     manifest, or (FAIL) what the CUDA device is missing
+     */
+    public static OnnxScorer open(Path model, List<String> manifestInputs, long padId, int numLabels, int threads,
+                                  int cudaId, OnMissingGpu onMissingGpu) throws PynerException {
+        String reason = null;
+        if (cudaId >= 0) {
+            try {
+                return openOn(model, manifestInputs, padId, numLabels, threads, cudaId, null);
+            } catch (GpuUnavailable e) {
+                if (onMissingGpu != OnMissingGpu.FALLBACK) {
+                    throw new PynerException(model, e.getMessage(), e.getCause());
+                }
+                reason = e.getMessage();
+                Gpu.LOG.warning(reason + "; running on the CPU instead (on_missing_gpu=fallback)");
+            }
+        }
+        try {
+            return openOn(model, manifestInputs, padId, numLabels, threads, -1, reason);
+        } catch (GpuUnavailable e) {
+            throw new IllegalStateException("no CUDA was asked for", e); // unreachable: the CPU path raises none
+        }
+    }
+
+    /** Why a CUDA device cannot be used (internal: becomes a PynerException or the fallback warning). */
+    private static final class GpuUnavailable extends Exception {
+        private static final long serialVersionUID = 1L;
+
+        GpuUnavailable(String message, Throwable cause) {
+            super(message, cause);
+        }
+    }
+
+    private static OnnxScorer openOn(Path model, List<String> manifestInputs, long padId, int numLabels, int threads,
+                                     int cudaId, String fallbackReason) throws PynerException, GpuUnavailable {
         OrtEnvironment env = environment();
         OrtSession session = null;
+        OrtCUDAProviderOptions cuda = null;
         try (OrtSession.SessionOptions so = new OrtSession.SessionOptions()) {
             so.setOptimizationLevel(OrtSession.SessionOptions.OptLevel.ALL_OPT);
             so.setExecutionMode(OrtSession.SessionOptions.ExecutionMode.SEQUENTIAL);
@@ -68,7 +128,32 @@ public final class OnnxScorer implements AutoCloseable {
             so.setInterOpNumThreads(1);
             so.addConfigEntry("session.intra_op.allow_spinning", "0"); // as Python: idle threads sleep (bench/)
             so.setSessionLogLevel(OrtLoggingLevel.ORT_LOGGING_LEVEL_ERROR);
-            session = env.createSession(model.toString(), so);
+            String device = Gpu.deviceName(cudaId);
+            if (cudaId >= 0) {
+                String missing = Gpu.missingGpuBuild(cudaId);
+                if (missing != null) {
+                    throw new GpuUnavailable(missing, null);
+                }
+                try {
+                    cuda = new OrtCUDAProviderOptions(cudaId);
+                    cuda.add("use_tf32", "0"); // as Python: fp32 artifacts keep their golden fixtures on the GPU
+                    so.addCUDA(cuda);
+                } catch (OrtException | LinkageError e) {
+                    throw new GpuUnavailable("device " + device + ": the CUDA libraries that onnxruntime_gpu "
+                            + env.getVersion() + " needs cannot be loaded (" + e.getMessage() + "); " + Gpu.CUDA_LIBS_HINT, e);
+                }
+            }
+            try {
+                session = env.createSession(model.toString(), so);
+            } catch (OrtException e) {
+                String m = String.valueOf(e.getMessage()).toLowerCase(java.util.Locale.ROOT);
+                if (cudaId >= 0 && (m.contains("cuda") || m.contains("cudnn") || m.contains("cublas") || m.contains("device"))) {
+                    throw new GpuUnavailable("device " + device + ": the CUDA provider cannot create a session ("
+                            + e.getMessage() + "); check the device id (nvidia-smi, CUDA_VISIBLE_DEVICES) and "
+                            + Gpu.CUDA_LIBS_HINT, e);
+                }
+                throw e;
+            }
             Set<String> graphInputs = new HashSet<>(session.getInputNames());
             if (!graphInputs.equals(new HashSet<>(manifestInputs))) {
                 throw new PynerException(model, "graph inputs " + session.getInputNames()
@@ -85,13 +170,17 @@ public final class OnnxScorer implements AutoCloseable {
                             + numLabels + " labels");
                 }
             }
-            return new OnnxScorer(env, session, List.copyOf(manifestInputs), padId, numLabels);
+            return new OnnxScorer(env, session, List.copyOf(manifestInputs), padId, numLabels, device, fallbackReason);
         } catch (OrtException e) {
             closeQuietly(session);
             throw new PynerException(model, "ONNX Runtime cannot load it (" + e.getMessage() + ")", e);
-        } catch (PynerException e) {
+        } catch (PynerException | GpuUnavailable e) {
             closeQuietly(session);
             throw e;
+        } finally {
+            if (cuda != null) {
+                cuda.close();
+            }
         }
     }
 
@@ -117,6 +206,16 @@ public final class OnnxScorer implements AutoCloseable {
                 // closing after a failed load
             }
         }
+    }
+
+    /** @return where the session runs: "cpu" or "cuda:N" */
+    public String device() {
+        return device;
+    }
+
+    /** @return why the session runs on the CPU although a CUDA device was asked for (fallback), or null */
+    public String fallbackReason() {
+        return fallbackReason;
     }
 
     /** @return ONNX Runtime's version, as the native library reports it */
