@@ -8,7 +8,7 @@ SENTENCES := "Angela Merkel met Emmanuel Macron in Berlin on Tuesday to discuss 
              "Apple shares rose after Tim Cook spoke in Cupertino, California." \
              "The United Nations said aid convoys had reached Aleppo, Syria, for the first time since March."
 
-.PHONY: demo env test test-python jvm test-jvm test-scala test-large bench bench-quick clean
+.PHONY: demo env test test-python jvm jvm-release test-jvm test-scala test-large bench bench-quick clean
 
 ## demo: set up, build + package the embedded demo model, and recognize entities in news sentences
 demo: env
@@ -20,9 +20,9 @@ env:
 	@scripts/bootstrap >/dev/null
 
 ## test: set up everything and run all tests (Python, JVM parity, Scala sample)
-test: env jvm
+test: env jvm jvm-release
 	.venv/bin/python -m pytest -q tests
-	sbt-sample/sbtw test
+	sbt-sample/sbtw "+test"
 
 test-python: env
 	.venv/bin/python -m pytest -q tests
@@ -31,8 +31,14 @@ test-python: env
 jvm: env
 	cd jvm_bridge && mvn -B -q install
 
-test-scala: env jvm
-	sbt-sample/sbtw test
+## jvm-release: stage dev.pyner:pyner-jvm (jar, sources, javadoc, POM, checksums) into dist/maven/ as a
+## remote Maven repository, and prove it (one version, reproducible, a fresh consumer resolves it)
+jvm-release: env
+	jvm_bridge/scripts/release
+
+## test-scala: the sample on Spark 3.5 / Scala 2.12 and Spark 4.1 / Scala 2.13, pyner-jvm from dist/maven
+test-scala: env jvm jvm-release
+	sbt-sample/sbtw "+test"
 
 ## test-large: the seed's ~2 GB model class (XLM-RoBERTa-large, BERT-large shapes, random weights) through
 ## every path, measured (package all precisions, verify, JVM parity, plain DJL, sidecar, 256-token bench).

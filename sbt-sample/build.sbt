@@ -1,48 +1,65 @@
 // The pyner Scala sample: in-process (pyner-jvm), plain DJL, the gRPC sidecar, and Spark.
-// Run with ./sbtw (Maven Central and ~/.m2 are the only repositories; see sbtw).
+// Run with ./sbtw (the staged release dist/maven and Maven Central are the only repositories; see sbtw).
+// Cross-built: Spark 3.5 on Scala 2.12 and Spark 4.1 on Scala 2.13 (`sbtw "+test"` runs both).
 
-// dev.pyner:pyner-jvm, from ~/.m2 (`cd ../jvm_bridge && mvn -B -q install -DskipTests`), at the version its
-// pom declares: the version is written once, in jvm_bridge/pom.xml.
+// dev.pyner:pyner-jvm, from the staged release ../dist/maven (`make jvm-release`), as a user resolves it
+// from Central, at the version its pom declares: the version is written once, in jvm_bridge/pom.xml.
 val pynerJvmVersion: String = {
   val pom = scala.xml.XML.loadFile(file("..") / "jvm_bridge" / "pom.xml")
   (pom \ "version").headOption.map(_.text.trim).filter(_.nonEmpty)
     .getOrElse(sys.error("jvm_bridge/pom.xml has no <version>"))
 }
-val djlVersion      = "0.38.0"
-val ortVersion      = "1.29.0" // same ONNX Runtime as the Python side: bit-identical scores
+val pynerDist: File = (file("..") / "dist" / "maven").getCanonicalFile
 val grpcVersion     = "1.83.0" // the newest grpc-java whose protoc plugin binary is on Maven Central
 val protobufVersion = "4.33.0" // protoc and protobuf-java, the line Spark 4.1 builds with
-val sparkVersion    = "4.1.3"
 
-ThisBuild / scalaVersion := "2.13.18" // Spark 4.1 pulls in scala-library 2.13.18 (SIP-51: compiler >= library)
+// The Spark/Scala pairs the sample is tested on (docs/scala.md): Spark is chosen by the Scala version.
+val scala212 = "2.12.20" // Spark 3.5.x is built for Scala 2.12 (and 2.13); 2.12 is what most 3.5 clusters run
+val scala213 = "2.13.18" // Spark 4.1 pulls in scala-library 2.13.18 (SIP-51: compiler >= library)
+def sparkVersionFor(scalaVersion: String): String = CrossVersion.partialVersion(scalaVersion) match {
+  case Some((2, 12)) => "3.5.9"
+  case Some((2, 13)) => "4.1.3"
+  case other         => sys.error(s"no Spark version chosen for Scala $scalaVersion")
+}
+
+ThisBuild / scalaVersion       := scala213
+ThisBuild / crossScalaVersions := Seq(scala212, scala213)
 ThisBuild / organization := "dev.pyner"
 ThisBuild / version      := pynerJvmVersion // the sample is versioned with the library it shows
+ThisBuild / resolvers    += "pyner-dist" at pynerDist.toURI.toString // for a plain sbt; sbtw lists it itself
+
+val checkPynerDist = taskKey[Unit]("fail early, naming make jvm-release, when dist/maven has no pyner-jvm")
 
 lazy val root = (project in file("."))
   .settings(
     name := "pyner-sbt-sample",
-    scalacOptions ++= Seq("-deprecation", "-feature", "-unchecked", "-Xlint:_,-byname-implicit", "-release", "17"),
+    scalacOptions ++= Seq("-deprecation", "-feature", "-unchecked", "-release", "17") ++
+      (CrossVersion.partialVersion(scalaVersion.value) match {
+        case Some((2, 12)) => Seq("-Xlint:_,-unused", "-Ywarn-unused:imports")
+        case _             => Seq("-Xlint:_,-byname-implicit")
+      }),
     javacOptions ++= Seq("--release", "17"),
     libraryDependencies ++= Seq(
-      "dev.pyner"               % "pyner-jvm"            % pynerJvmVersion,
-      "ai.djl"                  % "api"                  % djlVersion,
-      "ai.djl.huggingface"      % "tokenizers"           % djlVersion,
-      "ai.djl.onnxruntime"      % "onnxruntime-engine"   % djlVersion,
-      "com.microsoft.onnxruntime" % "onnxruntime"        % ortVersion,
+      "dev.pyner"               % "pyner-jvm"            % pynerJvmVersion, // brings DJL 0.38.0 and ONNX Runtime 1.29.0
       "io.grpc"                 % "grpc-netty-shaded"    % grpcVersion,
       "io.grpc"                 % "grpc-protobuf"        % grpcVersion,
       "io.grpc"                 % "grpc-stub"            % grpcVersion,
       "io.grpc"                 % "grpc-services"        % grpcVersion, // grpc.health.v1 client (tests wait for SERVING)
       "com.google.protobuf"     % "protobuf-java"        % protobufVersion,
       "javax.annotation"        % "javax.annotation-api" % "1.3.2", // @Generated in grpc-java stubs
-      "org.apache.spark"       %% "spark-sql"            % sparkVersion,
+      "org.apache.spark"       %% "spark-sql"            % sparkVersionFor(scalaVersion.value),
+      "org.scala-lang.modules" %% "scala-collection-compat" % "2.13.0", // scala.util.Using, scala.jdk.CollectionConverters on 2.12
       "io.grpc"                 % "protoc-gen-grpc-java" % grpcVersion asProtocPlugin(),
       "org.scalatest"          %% "scalatest"            % "3.2.19" % Test,
     ),
     dependencyOverrides ++= Seq(
-      "com.microsoft.onnxruntime" % "onnxruntime"   % ortVersion, // onnxruntime-engine asks for 1.21.1
       "com.google.protobuf"       % "protobuf-java" % protobufVersion,
     ),
+    checkPynerDist := {
+      val jar = pynerDist / "dev" / "pyner" / "pyner-jvm" / pynerJvmVersion / s"pyner-jvm-$pynerJvmVersion.jar"
+      if (!jar.isFile) sys.error(s"$jar not found: run `make jvm-release` first (it stages pyner-jvm into dist/maven)")
+    },
+    update := (update dependsOn checkPynerDist).value,
 
     // gRPC stubs from the repository's proto/ folder, generated into target/ at compile time.
     PB.protocVersion := protobufVersion,

@@ -13,7 +13,7 @@ import org.apache.spark.SparkFiles
 import org.apache.spark.sql.{Encoders, SaveMode, SparkSession}
 import org.apache.spark.storage.StorageLevel
 
-import dev.pyner.PynerModel
+import dev.pyner.{OnMissingGpu, PynerModel}
 import dev.pyner.artifact.Manifest
 
 /** Batch NER on Apache Spark: a text file in, (id, entities) out as JSON Lines or Parquet.
@@ -39,7 +39,8 @@ object SparkNer {
   final case class Options(artifact: String = "", input: String = "", output: String = "", format: String = "jsonl",
                            aggregation: String = "simple", onBadLine: String = "report", shipArtifact: Boolean = false,
                            master: Option[String] = None, batchSize: Int = 256, threads: Int = 1, partitions: Int = 0,
-                           expectDigest: Option[String] = None)
+                           expectDigest: Option[String] = None, device: String = "cpu",
+                           onMissingGpu: OnMissingGpu = OnMissingGpu.FAIL)
 
   final case class Doc(id: String, line: Long, text: String)
   final case class BadLine(line: Long, error: String)
@@ -50,14 +51,15 @@ object SparkNer {
   val Usage: String =
     """usage: SparkNer --artifact DIR --input FILE --output DIR [--format jsonl|parquet] [--aggregation simple]
       |                [--on-bad-line report|fail] [--ship-artifact] [--master local[2]] [--batch-size 256]
-      |                [--threads 1] [--partitions N] [--expect-digest sha256:...]""".stripMargin
+      |                [--threads 1] [--partitions N] [--expect-digest sha256:...] [--device cpu|cuda|cuda:N]
+      |                [--on-missing-gpu fail|fallback]""".stripMargin
 
   def parseArgs(args: Array[String]): Options = {
     def loop(rest: List[String], o: Options): Options = rest match {
       case Nil                                => o
       case "--ship-artifact" :: tail          => loop(tail, o.copy(shipArtifact = true))
       case flag :: value :: tail if flag.startsWith("--") =>
-        def int(): Int = value.toIntOption.filter(_ > 0).getOrElse(throw SampleError.usage(s"$flag needs a positive integer, got '$value'"))
+        def int(): Int = scala.util.Try(value.toInt).toOption.filter(_ > 0).getOrElse(throw SampleError.usage(s"$flag needs a positive integer, got '$value'"))
         loop(tail, flag match {
           case "--artifact"    => o.copy(artifact = value)
           case "--input"       => o.copy(input = value)
@@ -69,6 +71,12 @@ object SparkNer {
           case "--batch-size"  => o.copy(batchSize = int())
           case "--threads"     => o.copy(threads = int())
           case "--partitions"  => o.copy(partitions = int())
+          case "--device" =>
+            try { dev.pyner.runtime.Gpu.parseDevice(value); o.copy(device = value) }
+            catch { case e: IllegalArgumentException => throw SampleError.usage(s"--device: ${e.getMessage}") }
+          case "--on-missing-gpu" =>
+            try o.copy(onMissingGpu = OnMissingGpu.fromName(value))
+            catch { case e: IllegalArgumentException => throw SampleError.usage(s"--on-missing-gpu: ${e.getMessage}") }
           case "--expect-digest" =>
             try o.copy(expectDigest = Some(Manifest.parseDigest(value)))
             catch { case e: IllegalArgumentException => throw SampleError.usage(s"--expect-digest: ${e.getMessage}") }
@@ -152,10 +160,10 @@ object SparkNer {
           firstBad.take(5).map(_.error).mkString("; "))
 
       val started = System.nanoTime()
-      val (batchSize, threads, digest) = (o.batchSize, o.threads, o.expectDigest)
+      val (batchSize, threads, digest, device, onMissingGpu) = (o.batchSize, o.threads, o.expectDigest, o.device, o.onMissingGpu)
       // START spark
       val results = parsed.flatMap(_.toOption).mapPartitions { docs =>
-        val model = ExecutorModel.get(locate.resolve(), threads, digest) // once per executor JVM
+        val model = ExecutorModel.get(locate.resolve(), threads, digest, device, onMissingGpu) // once per executor JVM
         docs.grouped(batchSize).flatMap { batch =>
           val entities = model.predict(batch.map(_.text).asJava, strategy).asScala
           batch.zip(entities).map { case (doc, ents) => Result(doc.id, ents.asScala.toSeq.map(Ent.of)) }
@@ -192,11 +200,13 @@ object ExecutorModel {
   private val loadCount = new AtomicInteger()
   private lazy val hook: Unit = { sys.addShutdownHook(onShutdown()); () }
 
-  def get(artifactDir: String, threads: Int, expectDigest: Option[String] = None): PynerModel = {
+  def get(artifactDir: String, threads: Int, expectDigest: Option[String] = None, device: String = "cpu",
+          onMissingGpu: OnMissingGpu = OnMissingGpu.FAIL): PynerModel = {
     hook // registered once, on first use
     models.computeIfAbsent(artifactDir, dir => {
       loadCount.incrementAndGet()
       val builder = PynerModel.builder().setArtifact(Paths.get(dir)).optThreads(threads)
+        .optDevice(device).optOnMissingGpu(onMissingGpu) // cuda:N needs onnxruntime_gpu (docs/scala.md)
       expectDigest.foreach(d => builder.optExpectDigest(d)) // refuses any other artifact
       builder.build()
     })

@@ -16,7 +16,7 @@ class DocsSnippetsSpec extends AnyFunSuite {
   private val page = repo.resolve("docs/scala.md")
 
   private def dedent(lines: Seq[String]): Seq[String] = {
-    val indent = lines.filter(_.trim.nonEmpty).map(_.takeWhile(_ == ' ').length).minOption.getOrElse(0)
+    val indent = lines.filter(_.trim.nonEmpty).map(_.takeWhile(_ == ' ').length).reduceOption(_ min _).getOrElse(0)
     lines.map(l => if (l.trim.isEmpty) "" else l.drop(indent))
   }
 

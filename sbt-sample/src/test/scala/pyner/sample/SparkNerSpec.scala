@@ -45,9 +45,9 @@ class SparkNerSpec extends AnyFunSuite with BeforeAndAfterAll {
     pairs.toMap
   }
 
-  private def compare(python: Map[String, Seq[Ent]], spark: Map[String, Seq[Ent]]): (Int, Int) = {
+  private def compare(python: Map[String, Seq[Ent]], spark: Map[String, Seq[Ent]], of: Path = art): (Int, Int) = {
     assert(spark.keySet == python.keySet, s"ids differ: only Spark ${spark.keySet -- python.keySet}, only Python ${python.keySet -- spark.keySet}")
-    val tol = scoreTolerance(art)
+    val tol = scoreTolerance(of)
     val identical = python.keys.toSeq.sorted.map(id => assertSameEntities(s"line $id", python(id), spark(id), tol)).sum
     (python.values.map(_.size).sum, identical)
   }
@@ -68,6 +68,57 @@ class SparkNerSpec extends AnyFunSuite with BeforeAndAfterAll {
     val (entities, identical) = compare(pynerPredict(art, input), readOutput(out, "jsonl"))
     assert(entities > 0)
     info(s"parity (Spark, WikiGold): ${sentences.size} sentences, $entities entities equal, $identical with bit-identical scores")
+  }
+
+  test("an external-data artifact (weights in model.onnx.data): output equals `pyner predict` on the same file") {
+    val external = readJson(testArtifacts.resolve("index.json")).path("external_artifacts").elements().asScala.map(_.asText()).toSeq
+    assert(external.nonEmpty, "index.json lists no external_artifacts (tests/make_test_artifacts.py makes them)")
+    val ext = artifact(external.find(_.endsWith("-fp32-ext")).getOrElse(external.head))
+    val manifest = readJson(ext.resolve("pyner.json"))
+    assert(manifest.path("external_data").asText() == "model.onnx.data" && Files.size(ext.resolve("model.onnx.data")) > 0,
+      s"$ext: not an external-data artifact")
+    val dir = tempDir("spark-ext")
+    val sentences = wikigoldSentences(120) // max_length 32, stride 8: many sentences take several windows
+    val input = Files.write(dir.resolve("wikigold.txt"), sentences.asJava, UTF_8)
+    val out = dir.resolve("out")
+    val summary = SparkNer.run(spark, SparkNer.parseArgs(Array(
+      "--artifact", ext.toString, "--input", input.toString, "--output", out.toString, "--partitions", "2", "--batch-size", "32")))
+    assert(summary.documents == sentences.size)
+    val (entities, identical) = compare(pynerPredict(ext, input), readOutput(out, "jsonl"), ext)
+    assert(entities > 0)
+    info(s"parity (Spark, ${ext.getFileName}): ${sentences.size} sentences, $entities entities equal, $identical with bit-identical scores")
+  }
+
+  /** A private copy of the test artifact: ExecutorModel caches one model per folder, and these tests need fresh loads. */
+  private def copyOf(artifact: Path): Path = {
+    val dir = tempDir("spark-copy").resolve(artifact.getFileName.toString)
+    Files.createDirectories(dir)
+    Files.list(artifact).iterator().asScala.foreach(f => Files.copy(f, dir.resolve(f.getFileName.toString)))
+    dir
+  }
+
+  test("--device cuda:0: without a usable GPU, fail stops the job naming what is missing; fallback equals the CPU run") {
+    val dir = tempDir("spark-device")
+    val sentences = wikigoldSentences(40)
+    val input = Files.write(dir.resolve("in.txt"), sentences.asJava, UTF_8)
+    val failing = copyOf(art)
+    val e = intercept[Exception](SparkNer.run(spark, SparkNer.parseArgs(Array(
+      "--artifact", failing.toString, "--input", input.toString, "--output", dir.resolve("o1").toString, "--device", "cuda:0"))))
+    val chain = Iterator.iterate[Throwable](e)(_.getCause).takeWhile(_ != null).map(_.getMessage).mkString(" <- ")
+    val gpuBuild = ai.onnxruntime.OrtEnvironment.getAvailableProviders.contains(ai.onnxruntime.OrtProvider.CUDA)
+    assert(chain.contains("device cuda:0") && chain.contains(if (gpuBuild) "CUDA" else "onnxruntime_gpu"), chain)
+    val falling = copyOf(art)
+    val out = dir.resolve("o2")
+    SparkNer.run(spark, SparkNer.parseArgs(Array("--artifact", falling.toString, "--input", input.toString,
+      "--output", out.toString, "--device", "cuda:0", "--on-missing-gpu", "fallback")))
+    assert(ExecutorModel.get(falling.toString, 1).device() == "cpu")
+    assert(Option(ExecutorModel.get(falling.toString, 1).fallbackReason()).exists(_.contains("cuda:0")))
+    val (entities, _) = compare(pynerPredict(art, input), readOutput(out, "jsonl"))
+    assert(entities > 0)
+    val bad = intercept[SampleError](SparkNer.parseArgs(Array("--artifact", "a", "--input", "b", "--output", "c", "--device", "tpu")))
+    assert(bad.exitCode == 2 && bad.getMessage == "--device: device 'tpu': use cpu, cuda or cuda:N (N a device id, 0 first)", bad.getMessage)
+    val policy = intercept[SampleError](SparkNer.parseArgs(Array("--artifact", "a", "--input", "b", "--output", "c", "--on-missing-gpu", "hope")))
+    assert(policy.exitCode == 2 && policy.getMessage.startsWith("--on-missing-gpu: on_missing_gpu 'hope'"), policy.getMessage)
   }
 
   private val jsonl = Seq(
@@ -119,7 +170,7 @@ class SparkNerSpec extends AnyFunSuite with BeforeAndAfterAll {
     val model = ExecutorModel.get(art.toString, 1)
     assert(ExecutorModel.get(art.toString, 1) eq model, "a second task in the same JVM must get the same instance")
     assert(ExecutorModel.closeAll() >= 1)
-    val e = intercept[IllegalStateException](model.predict(java.util.List.of("Angela Merkel.")))
+    val e = intercept[IllegalStateException](model.predict(java.util.Collections.singletonList("Angela Merkel.")))
     assert(e.getMessage == "this PynerModel is closed")
     val loads = ExecutorModel.loads
     assert(!(ExecutorModel.get(art.toString, 1) eq model))
@@ -154,9 +205,9 @@ class SparkNerSpec extends AnyFunSuite with BeforeAndAfterAll {
     def run(args: String*) = intercept[SampleError](SparkNer.run(spark, SparkNer.parseArgs(args.toArray)))
     val missingArtifact = run("--artifact", "/nonexistent/demo", "--input", input.toString, "--output", dir.resolve("o1").toString)
     assert((missingArtifact.exitCode, missingArtifact.getMessage) ==
-      (4, "artifact folder not found: /nonexistent/demo (make one with `pyner package`)"))
+      ((4, "artifact folder not found: /nonexistent/demo (make one with `pyner package`)")))
     val missingInput = run("--artifact", art.toString, "--input", dir.resolve("nope.txt").toString, "--output", dir.resolve("o2").toString)
-    assert((missingInput.exitCode, missingInput.getMessage) == (3, s"input file not found: ${dir.resolve("nope.txt")}"))
+    assert((missingInput.exitCode, missingInput.getMessage) == ((3, s"input file not found: ${dir.resolve("nope.txt")}")))
     val existing = run("--artifact", art.toString, "--input", input.toString, "--output", dir.toString)
     assert(existing.exitCode == 2 && existing.getMessage.startsWith(s"output $dir already exists"))
     val badFlag = intercept[SampleError](SparkNer.parseArgs(Array("--artifact", "a", "--input", "b", "--output", "c", "--aggregation", "loudest")))
