@@ -129,7 +129,14 @@ def to_fp16(src: Path, dst: Path) -> dict[str, Any]:
 
     from . import onnxio
 
-    model = onnx.load(str(src))
+    # Types are inferred on the graph without its weights (a model over 2 GiB cannot be serialized for
+    # in-memory shape inference); the weights are then read once, into the typed graph.
+    model = onnx.load(str(src), load_external_data=False)
+    # The converter tracks nodes by name: the TorchScript export can give several layers' nodes one name
+    # (SqueezeBERT's LayerNorms), and only one of them would then get its float32 casts.
+    _rename_duplicates(model)
+    model = _with_types(model, Path(src).parent)
+    onnx.load_external_data_for_model(model, str(Path(src).parent))
     node_block = mask_subgraph_nodes(model)
     # The graph's final softmax (the `scores` output) is float32 by contract.
     producer = {o: n for n in model.graph.node for o in n.output}
@@ -137,12 +144,59 @@ def to_fp16(src: Path, dst: Path) -> dict[str, Any]:
     if final is not None and final.name not in node_block:
         node_block.append(final.name)
     op_block = sorted(set(DEFAULT_OP_BLOCK_LIST) | set(FP16_OP_BLOCK_LIST))
-    converted = convert_float_to_float16(model, keep_io_types=True, op_block_list=op_block, node_block_list=node_block)
+    converted = convert_float_to_float16(model, keep_io_types=True, op_block_list=op_block, node_block_list=node_block,
+                                         disable_shape_infer=True)  # (inferred above)
     _unique_node_names(converted)
     _drop_output_round_trips(converted)
     onnxio.save(converted, dst)
     return {"op_block_list": [op for op in FP16_OP_BLOCK_LIST], "nodes_kept_float32": len(node_block),
             "keep_io_types": True, "target": "GPU (CUDAExecutionProvider); slower than fp32 on CPU"}
+
+
+def _with_types(model, folder: Path):
+    """The model with a type for every value. The converter inserts the float32 casts of a blocked node only for
+    inputs whose type ONNX shape inference found; where it finds none (SqueezeBERT's transposed LayerNorms), the
+    types are read from one ONNX Runtime run of the float32 graph on a tiny feed (types do not depend on values)."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import helper, shape_inference
+
+    inferred = shape_inference.infer_shapes(model)
+    known = {v.name for v in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]}
+    known |= {i.name for i in inferred.graph.initializer}
+    missing = [o for n in inferred.graph.node for o in n.output if o and o not in known]
+    if not missing:
+        return inferred
+    probe = onnx.ModelProto()
+    probe.CopyFrom(inferred)
+    probe.graph.output.extend([onnx.ValueInfoProto(name=o) for o in missing])
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    probe_path = folder / "types-probe.onnx"  # beside the graph: its external data resolves from there
+    onnx.save_model(probe, str(probe_path))
+    try:
+        sess = ort.InferenceSession(str(probe_path), opts, providers=["CPUExecutionProvider"])
+    finally:
+        probe_path.unlink()
+    feed = {i.name: np.ones((1, 8), dtype=np.int64) for i in sess.get_inputs()}
+    for name, value in zip(missing, sess.run(missing, feed)):
+        elem = helper.np_dtype_to_tensor_dtype(np.asarray(value).dtype)
+        inferred.graph.value_info.append(helper.make_tensor_value_info(name, elem, None))
+    return inferred
+
+
+def _rename_duplicates(model) -> None:
+    """Give every node a unique name (a repeated name gets a numbered suffix; the first keeps its own)."""
+    names = {n.name for n in model.graph.node}
+    seen: set[str] = set()
+    for k, node in enumerate(model.graph.node):
+        if node.name in seen or not node.name:
+            new = f"{node.name or node.op_type}_{k}"
+            while new in names:
+                new += "_"
+            node.name = new
+            names.add(new)
+        seen.add(node.name)
 
 
 def _unique_node_names(model) -> None:
