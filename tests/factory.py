@@ -1,8 +1,9 @@
 """Tiny random Hugging Face token-classification checkpoints, built offline, one per family.
 
 `make_checkpoint(family, path)` trains a small tokenizer on a built-in English + multilingual
-corpus with the `tokenizers` library (WordPiece for bert/distilbert/electra, byte-level BPE for
-roberta, Unigram with Metaspace for xlm-roberta and deberta-v2), builds a random model with tiny
+corpus with the `tokenizers` library (WordPiece for the BERT-like families and mpnet, byte-level BPE
+for roberta, data2vec-text, deberta and modernbert, Unigram with Metaspace for xlm-roberta, camembert,
+deberta-v2, albert, rembert and big_bird; see _SPECS), builds a random model with tiny
 dimensions from a config, and saves what `transformers` saves: config.json (IOB2 labels over
 PER/ORG/LOC/MISC), model.safetensors, tokenizer.json + tokenizer_config.json (a fast tokenizer).
 
@@ -20,7 +21,10 @@ from pathlib import Path
 # beside the checkout, as CI lays it out.
 NER_DATA = Path(os.environ.get("PYNER_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data")) / "ner"
 
-FAMILIES = ("bert", "distilbert", "electra", "roberta", "xlm-roberta", "deberta-v2")
+# Every family pyner_export.checkpoint.SUPPORTED accepts, each proven by the whole matrix (docs/package.md "Families").
+FAMILIES = ("bert", "distilbert", "electra", "roberta", "xlm-roberta", "deberta-v2",
+            "camembert", "mpnet", "data2vec-text", "ernie", "megatron-bert", "squeezebert", "mobilebert", "roformer",
+            "albert", "rembert", "big_bird", "deberta", "modernbert")
 
 LABELS = ("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC")
 
@@ -67,31 +71,70 @@ CORPUS = (
 )
 
 
-def _family_spec(family: str) -> dict:
-    if family not in FAMILIES:
-        raise ValueError(f"unknown family {family!r}; known: {', '.join(FAMILIES)}")
-    wordpiece = {"kind": "wordpiece", "specials": ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"],
-                 "pad": "[PAD]", "unk": "[UNK]", "cls": "[CLS]", "sep": "[SEP]", "mask": "[MASK]"}
-    if family == "bert":
-        return dict(wordpiece, lowercase=False, offset=0, types=True)
-    if family in ("distilbert", "electra"):
-        return dict(wordpiece, lowercase=True, offset=0, types=family == "electra")
-    if family == "roberta":
-        return {"kind": "bpe", "specials": ["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
+_WORDPIECE = {"kind": "wordpiece", "specials": ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"],
+              "pad": "[PAD]", "unk": "[UNK]", "cls": "[CLS]", "sep": "[SEP]", "mask": "[MASK]"}
+_ROBERTA_BPE = {"kind": "bpe", "specials": ["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
                 "pad": "<pad>", "unk": "<unk>", "cls": "<s>", "sep": "</s>", "mask": "<mask>",
                 "bos": "<s>", "eos": "</s>", "offset": 2, "types": False}
-    if family == "xlm-roberta":
-        return {"kind": "unigram", "specials": ["<s>", "<pad>", "</s>", "<unk>"], "late_specials": ["<mask>"],
-                "pad": "<pad>", "unk": "<unk>", "cls": "<s>", "sep": "</s>", "mask": "<mask>",
-                "bos": "<s>", "eos": "</s>", "pair_double_sep": True, "offset": 2, "types": False}
-    return {"kind": "unigram", "specials": ["[PAD]", "[CLS]", "[SEP]", "[UNK]"], "late_specials": ["[MASK]"],
-            "pad": "[PAD]", "unk": "[UNK]", "cls": "[CLS]", "sep": "[SEP]", "mask": "[MASK]",
-            "bos": "[CLS]", "eos": "[SEP]", "pair_double_sep": False, "offset": 0, "types": True}
+# byte-level BPE with BERT-style [CLS]/[SEP] specials (DeBERTa v1, ModernBERT): a template post-processor
+_CLS_SEP_BPE = {"kind": "bpe", "specials": ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"], "template": True,
+                "pad": "[PAD]", "unk": "[UNK]", "cls": "[CLS]", "sep": "[SEP]", "mask": "[MASK]",
+                "bos": "[CLS]", "eos": "[SEP]", "pair_double_sep": False, "offset": 0, "types": False}
+_XLMR_UNIGRAM = {"kind": "unigram", "specials": ["<s>", "<pad>", "</s>", "<unk>"], "late_specials": ["<mask>"],
+                 "pad": "<pad>", "unk": "<unk>", "cls": "<s>", "sep": "</s>", "mask": "<mask>",
+                 "bos": "<s>", "eos": "</s>", "pair_double_sep": True, "offset": 2, "types": False}
+_CLS_SEP_UNIGRAM = {"kind": "unigram", "specials": ["[PAD]", "[CLS]", "[SEP]", "[UNK]"], "late_specials": ["[MASK]"],
+                    "pad": "[PAD]", "unk": "[UNK]", "cls": "[CLS]", "sep": "[SEP]", "mask": "[MASK]",
+                    "bos": "[CLS]", "eos": "[SEP]", "pair_double_sep": False, "offset": 0, "types": True}
+
+# Per family: the tokenizer it is trained with (model, normalizer, post-processor) and the model's facts
+# (first position id, whether it takes token types). The hub tokenizer classes below rebuild these
+# tokenizers with each class's own normalizer/pre-tokenizer/decoder (test_predict proves both).
+_SPECS = {
+    "bert": dict(_WORDPIECE, lowercase=False, offset=0, types=True),
+    "distilbert": dict(_WORDPIECE, lowercase=True, offset=0, types=False),
+    "electra": dict(_WORDPIECE, lowercase=True, offset=0, types=True),
+    "roberta": _ROBERTA_BPE,
+    "xlm-roberta": _XLMR_UNIGRAM,
+    "deberta-v2": dict(_CLS_SEP_UNIGRAM, types=True),
+    "camembert": _XLMR_UNIGRAM,
+    "data2vec-text": _ROBERTA_BPE,
+    "ernie": dict(_WORDPIECE, lowercase=True, offset=0, types=True),
+    "megatron-bert": dict(_WORDPIECE, lowercase=False, offset=0, types=True),
+    "convbert": dict(_WORDPIECE, lowercase=True, offset=0, types=True),
+    "squeezebert": dict(_WORDPIECE, lowercase=True, offset=0, types=True),
+    "mobilebert": dict(_WORDPIECE, lowercase=True, offset=0, types=True),
+    "roformer": dict(_WORDPIECE, lowercase=True, offset=0, types=True),
+    # MPNet: WordPiece with RoBERTa's specials (<s> A </s></s> B </s>), positions from padding_idx 1 + 1
+    "mpnet": {"kind": "wordpiece", "specials": ["<s>", "<pad>", "</s>", "[UNK]", "<mask>"], "lowercase": True,
+              "pad": "<pad>", "unk": "[UNK]", "cls": "<s>", "sep": "</s>", "mask": "<mask>", "bos": "<s>", "eos": "</s>",
+              "pair_double_sep": True, "offset": 2, "types": False},
+    # ALBERT: SentencePiece Unigram with ALBERT's normalizer (quotes, NFKD, accents stripped, lowercase)
+    "albert": dict(_CLS_SEP_UNIGRAM, specials=["<pad>", "<unk>", "[CLS]", "[SEP]"], pad="<pad>", unk="<unk>",
+                   normalizer="albert"),
+    "rembert": dict(_CLS_SEP_UNIGRAM, specials=["<pad>", "<unk>", "[CLS]", "[SEP]"], pad="<pad>", unk="<unk>"),
+    "big_bird": dict(_CLS_SEP_UNIGRAM, specials=["<pad>", "<s>", "</s>", "<unk>", "[SEP]", "[CLS]"], pad="<pad>",
+                     unk="<unk>", bos="<s>", eos="</s>"),
+    "deberta": _CLS_SEP_BPE,
+    "modernbert": _CLS_SEP_BPE,
+}
+
+
+def _family_spec(family: str) -> dict:
+    if family not in _SPECS:
+        raise ValueError(f"unknown family {family!r}; known: {', '.join(_SPECS)}")
+    return _SPECS[family]
+
+
+def takes_token_types(family: str) -> bool:
+    """Whether the family's exported model has a token_type_ids input: its tokenizer returns token types and
+    its config (_config) has two of them (deberta-v2's tokenizer returns types its model, type_vocab_size 0, lacks)."""
+    return bool(_family_spec(family)["types"]) and family != "deberta-v2"
 
 
 def train_tokenizer(family: str, vocab_size: int = 1000):
     """Train the family's fast tokenizer (a `tokenizers.Tokenizer`) on CORPUS."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
     spec = _family_spec(family)
     corpus = list(CORPUS)
@@ -104,12 +147,7 @@ def train_tokenizer(family: str, vocab_size: int = 1000):
         trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=spec["specials"],
                                             continuing_subword_prefix="##", show_progress=False)
         tok.train_from_iterator(corpus, trainer=trainer)
-        cls_id, sep_id = tok.token_to_id(spec["cls"]), tok.token_to_id(spec["sep"])
-        tok.post_processor = processors.TemplateProcessing(
-            single=f"{spec['cls']}:0 $A:0 {spec['sep']}:0",
-            pair=f"{spec['cls']}:0 $A:0 {spec['sep']}:0 $B:1 {spec['sep']}:1",
-            special_tokens=[(spec["cls"], cls_id), (spec["sep"], sep_id)],
-        )
+        _template(tok, spec)
     elif spec["kind"] == "bpe":
         tok = Tokenizer(models.BPE())
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -117,30 +155,44 @@ def train_tokenizer(family: str, vocab_size: int = 1000):
         trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=spec["specials"],
                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
         tok.train_from_iterator(corpus, trainer=trainer)
-        tok.post_processor = processors.RobertaProcessing(
-            (spec["sep"], tok.token_to_id(spec["sep"])), (spec["cls"], tok.token_to_id(spec["cls"])),
-            trim_offsets=True, add_prefix_space=False,
-        )
+        if spec.get("template"):
+            _template(tok, spec)
+        else:
+            tok.post_processor = processors.RobertaProcessing(
+                (spec["sep"], tok.token_to_id(spec["sep"])), (spec["cls"], tok.token_to_id(spec["cls"])),
+                trim_offsets=True, add_prefix_space=False,
+            )
     else:
         tok = Tokenizer(models.Unigram())
-        tok.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Replace(" {2,}", " ")]) \
-            if hasattr(normalizers, "Replace") else normalizers.NFKC()
+        if spec.get("normalizer") == "albert":  # what transformers' ALBERT converter writes (less its precompiled map)
+            tok.normalizer = normalizers.Sequence([
+                normalizers.Replace("``", '"'), normalizers.Replace("''", '"'), normalizers.NFKD(),
+                normalizers.StripAccents(), normalizers.Lowercase(), normalizers.Replace(Regex(" {2,}"), " ")])
+        else:
+            tok.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Replace(" {2,}", " ")])
         tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always", split=True)
         tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always", split=True)
         trainer = trainers.UnigramTrainer(vocab_size=vocab_size, special_tokens=spec["specials"],
                                           unk_token=spec["unk"], show_progress=False)
         tok.train_from_iterator(corpus, trainer=trainer)
         tok.add_special_tokens(spec["late_specials"])
-        cls, sep = spec["cls"], spec["sep"]
-        pair = f"{cls}:0 $A:0 {sep}:0 {sep}:0 $B:0 {sep}:0" if spec["pair_double_sep"] else f"{cls}:0 $A:0 {sep}:0 $B:1 {sep}:1"
-        tok.post_processor = processors.TemplateProcessing(
-            single=f"{cls}:0 $A:0 {sep}:0", pair=pair,
-            special_tokens=[(cls, tok.token_to_id(cls)), (sep, tok.token_to_id(sep))],
-        )
+        _template(tok, spec)
     return tok
 
 
-def _config(family: str, vocab_size: int, pad_id: int, max_length: int, spec: dict):
+def _template(tok, spec: dict) -> None:
+    """CLS A SEP (pair: CLS A SEP B SEP, or CLS A SEP SEP B SEP with one type, as RoBERTa-style models do)."""
+    from tokenizers import processors
+
+    cls, sep = spec["cls"], spec["sep"]
+    pair = f"{cls}:0 $A:0 {sep}:0 {sep}:0 $B:0 {sep}:0" if spec.get("pair_double_sep") else f"{cls}:0 $A:0 {sep}:0 $B:1 {sep}:1"
+    tok.post_processor = processors.TemplateProcessing(
+        single=f"{cls}:0 $A:0 {sep}:0", pair=pair,
+        special_tokens=[(cls, tok.token_to_id(cls)), (sep, tok.token_to_id(sep))],
+    )
+
+
+def _config(family: str, vocab_size: int, pad_id: int, max_length: int, spec: dict, spec_ids: dict):
     import transformers as tf
 
     id2label = {i: label for i, label in enumerate(LABELS)}
@@ -164,6 +216,46 @@ def _config(family: str, vocab_size: int, pad_id: int, max_length: int, spec: di
         cfg = tf.XLMRobertaConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
                                   max_position_embeddings=positions, type_vocab_size=1, bos_token_id=0, eos_token_id=2, **common)
         return cfg, tf.XLMRobertaForTokenClassification
+    roberta_like = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+                        max_position_embeddings=positions, type_vocab_size=1, bos_token_id=0, eos_token_id=2, **common)
+    if family == "camembert":
+        return tf.CamembertConfig(**roberta_like), tf.CamembertForTokenClassification
+    if family == "data2vec-text":
+        return tf.Data2VecTextConfig(**roberta_like), tf.Data2VecTextForTokenClassification
+    simple = {"ernie": (tf.ErnieConfig, tf.ErnieForTokenClassification, {}),
+              "megatron-bert": (tf.MegatronBertConfig, tf.MegatronBertForTokenClassification, {}),
+              "convbert": (tf.ConvBertConfig, tf.ConvBertForTokenClassification, {"embedding_size": 32}),
+              "squeezebert": (tf.SqueezeBertConfig, tf.SqueezeBertForTokenClassification, {"embedding_size": 32}),
+              "roformer": (tf.RoFormerConfig, tf.RoFormerForTokenClassification, {"embedding_size": 32}),
+              "albert": (tf.AlbertConfig, tf.AlbertForTokenClassification, {"embedding_size": 16}),
+              "mobilebert": (tf.MobileBertConfig, tf.MobileBertForTokenClassification,
+                             {"embedding_size": 16, "true_hidden_size": 16, "intra_bottleneck_size": 16,
+                              "num_feedforward_networks": 2}),
+              "rembert": (tf.RemBertConfig, tf.RemBertForTokenClassification,
+                          {"input_embedding_size": 16, "output_embedding_size": 16}),
+              # block_sparse as hub BigBird checkpoints are (block 64, 3 random blocks): at most 704 tokens per
+              # window, transformers itself runs full attention, which is what the export holds
+              "big_bird": (tf.BigBirdConfig, tf.BigBirdForTokenClassification,
+                           {"attention_type": "block_sparse", "block_size": 64, "num_random_blocks": 3})}
+    if family in simple:
+        config_cls, model_cls, extra = simple[family]
+        return config_cls(**bert_like, **extra), model_cls
+    if family == "mpnet":
+        cfg = tf.MPNetConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                             max_position_embeddings=positions, relative_attention_num_buckets=32, **common)
+        return cfg, tf.MPNetForTokenClassification
+    if family == "deberta":
+        cfg = tf.DebertaConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                               max_position_embeddings=positions, type_vocab_size=0, relative_attention=True,
+                               max_relative_positions=-1, pos_att_type=["p2c", "c2p"], position_biased_input=False, **common)
+        return cfg, tf.DebertaForTokenClassification
+    if family == "modernbert":
+        # local attention (a 16-token window) in every other layer, so that 32- and 64-token windows use it
+        cfg = tf.ModernBertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                                  max_position_embeddings=positions, global_attn_every_n_layers=2, local_attention=16,
+                                  bos_token_id=spec_ids["cls"], eos_token_id=spec_ids["sep"], cls_token_id=spec_ids["cls"],
+                                  sep_token_id=spec_ids["sep"], **common)
+        return cfg, tf.ModernBertForTokenClassification
     cfg = tf.DebertaV2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
                              max_position_embeddings=positions, type_vocab_size=0, relative_attention=True,
                              position_buckets=32, max_relative_positions=-1, pos_att_type=["p2c", "c2p"],
@@ -171,11 +263,18 @@ def _config(family: str, vocab_size: int, pad_id: int, max_length: int, spec: di
     return cfg, tf.DebertaV2ForTokenClassification
 
 
-# What checkpoints from the hub name in tokenizer_config.json. transformers 5 then REBUILDS the
+# What checkpoints from the hub name in tokenizer_config.json (RoFormer: the WordPiece ones; RoFormerTokenizer's
+# jieba pre-tokenizer is Python code that tokenizer.json cannot hold, and pyner refuses it). transformers 5 then REBUILDS the
 # tokenizer from the vocabulary with that class's own normalizer/pre-tokenizer/decoder instead of
 # using tokenizer.json as saved: pyner must package the tokenizer transformers really uses.
 HUB_TOKENIZER_CLASSES = {"bert": "BertTokenizer", "distilbert": "DistilBertTokenizer", "electra": "ElectraTokenizer",
-                         "roberta": "RobertaTokenizer", "xlm-roberta": "XLMRobertaTokenizer", "deberta-v2": "DebertaV2Tokenizer"}
+                         "roberta": "RobertaTokenizer", "xlm-roberta": "XLMRobertaTokenizer", "deberta-v2": "DebertaV2Tokenizer",
+                         "camembert": "CamembertTokenizer", "data2vec-text": "RobertaTokenizer", "ernie": "BertTokenizer",
+                         "megatron-bert": "BertTokenizer", "convbert": "ConvBertTokenizer",
+                         "squeezebert": "SqueezeBertTokenizer", "mobilebert": "MobileBertTokenizer",
+                         "roformer": "BertTokenizer", "mpnet": "MPNetTokenizer", "albert": "AlbertTokenizer",
+                         "rembert": "RemBertTokenizer", "big_bird": "BigBirdTokenizer", "deberta": "DebertaTokenizer",
+                         "modernbert": "PreTrainedTokenizerFast"}
 
 
 def make_checkpoint(family: str, path, *, seed: int = 0, max_length: int = 64, hub_tokenizer_class: bool = False) -> Path:
@@ -191,7 +290,8 @@ def make_checkpoint(family: str, path, *, seed: int = 0, max_length: int = 64, h
     path.mkdir(parents=True, exist_ok=True)
     tok = train_tokenizer(family)
     pad_id = tok.token_to_id(spec["pad"])
-    config, cls = _config(family, tok.get_vocab_size(), pad_id, max_length, spec)
+    spec_ids = {k: tok.token_to_id(spec[k]) for k in ("cls", "sep")}
+    config, cls = _config(family, tok.get_vocab_size(), pad_id, max_length, spec, spec_ids)
     torch.manual_seed(seed)
     model = cls(config).eval()
     with torch.no_grad():
@@ -204,7 +304,8 @@ def make_checkpoint(family: str, path, *, seed: int = 0, max_length: int = 64, h
             elif p.dim() == 1 and name.endswith("weight"):
                 p.add_(torch.randn(p.shape, generator=g) * 0.05)
         head = model.classifier
-        head.weight.normal_(0.0, 0.5, generator=torch.Generator().manual_seed(seed + 1))
+        # MobileBERT's NoNorm leaves its output ~18x smaller than a LayerNorm's: a larger head spreads its logits alike
+        head.weight.normal_(0.0, 9.0 if family == "mobilebert" else 0.5, generator=torch.Generator().manual_seed(seed + 1))
         head.bias.zero_()
         head.bias[0] = 1.0  # most tokens "O", as in real NER output
     model.save_pretrained(path, safe_serialization=True)

@@ -13,7 +13,7 @@ import onnxruntime as ort
 import pytest
 
 from conftest import FAMILIES, LABELS
-from factory import oracle_word_tags
+from factory import oracle_word_tags, takes_token_types
 from pyner import artifact as art
 from pyner.cli import main
 
@@ -72,7 +72,7 @@ def test_fp32_logits_equal_pytorch(family, artifact_factory, checkpoint_factory)
     sess = _session(folder)
     assert [o.name for o in sess.get_outputs()] == ["scores", "logits"]
     assert [i.name for i in sess.get_inputs()] == manifest["inputs"]
-    takes_types = family in ("bert", "electra")
+    takes_types = takes_token_types(family)
     assert ("token_type_ids" in manifest["inputs"]) == takes_types
 
     enc, want = _torch_reference(checkpoint_factory(family), pairs=takes_types)
@@ -373,6 +373,19 @@ def test_unsupported_architecture_lists_the_supported(checkpoint_factory, tmp_pa
     _edit_config(ckpt, model_type="gpt2", architectures=["GPT2ForTokenClassification"])
     line = _fails([ckpt, "-o", tmp_path / "out"], capsys, 3, "'gpt2' is not supported", out=tmp_path / "out")
     assert "bert, distilbert, electra, roberta, xlm-roberta, deberta-v2" in line
+
+
+@pytest.mark.parametrize("model_type,why", [
+    ("convbert", "convolutions read the padding"),  # tried: PyTorch's own logits depend on the batch's padding
+    ("xlm", "only a slow (Python, Moses-based) tokenizer"),
+    ("longformer", "does not export with a dynamic sequence length"),
+    ("layoutlm", "not yet proven"),  # a ...ForTokenClassification family nobody has proven
+])
+def test_refused_family_says_why(model_type, why, checkpoint_factory, tmp_path, capsys):
+    ckpt = _copy(checkpoint_factory, tmp_path)
+    _edit_config(ckpt, model_type=model_type, architectures=["SomeForTokenClassification"])
+    line = _fails([ckpt, "-o", tmp_path / "out"], capsys, 3, f"{model_type!r} is not supported", why, out=tmp_path / "out")
+    assert "modernbert" in line  # the supported list
 
 
 def test_not_token_classification(checkpoint_factory, tmp_path, capsys):

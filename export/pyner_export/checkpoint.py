@@ -18,7 +18,8 @@ from pyner.errors import InputError, UsageError
 
 from .labels import detect_scheme
 
-# model_type -> (offset of the first position id, whether the family can take token_type_ids)
+# model_type -> offset of the first position id (RoBERTa-style models count positions from pad id + 1).
+# Every family here has the full parity proof (tests/factory.FAMILIES; docs/package.md "Families").
 SUPPORTED = {
     "bert": 0,
     "distilbert": 0,
@@ -26,8 +27,37 @@ SUPPORTED = {
     "roberta": 2,
     "xlm-roberta": 2,
     "deberta-v2": 0,
+    "camembert": 2,
+    "mpnet": 2,
+    "data2vec-text": 2,
+    "ernie": 0,
+    "megatron-bert": 0,
+    "squeezebert": 0,
+    "mobilebert": 0,
+    "roformer": 0,
+    "albert": 0,
+    "rembert": 0,
+    "big_bird": 0,
+    "deberta": 0,
+    "modernbert": 0,
 }
 SUPPORTED_LIST = ", ".join(SUPPORTED)
+# Encoder families with a ...ForTokenClassification head that pyner refuses, and why.
+REFUSED = {
+    "xlm": "transformers has only a slow (Python, Moses-based) tokenizer for XLM and no converter to a fast one",
+    "flaubert": "transformers has only a slow (Python, Moses-based) tokenizer for FlauBERT and no converter to a fast one",
+    "funnel": "its ONNX export is not faithful: the pooling's relative-position GatherElements fails in ONNX Runtime "
+              "at sequence lengths other than the traced one",
+    "nystromformer": "transformers' Nystromformer needs the sequence length to be num_landmarks or a multiple of it "
+                     "(it fails on other lengths in PyTorch), so a window of arbitrary length cannot be scored",
+    "convbert": "its convolutions read the padding: in PyTorch itself a text's logits change with the padding its "
+                "batch adds (0.03 on a tiny model), so batched windows cannot equal transformers' pipeline",
+    "longformer": "its sliding-window attention does not export with a dynamic sequence length (the TorchScript "
+                  "export fails in ONNX Runtime at lengths other than the traced one)",
+}
+NOT_YET_PROVEN = "not yet proven (no parity proof against transformers' pipeline and the JVM yet)"
+# Families whose position embeddings go beyond BERT's 512 (the window length then comes from the checkpoint).
+LONG_CONTEXT = frozenset({"modernbert"})
 HARD_MAX_LENGTH = 512
 # Files that betray a slow (Python/sentencepiece) tokenizer when tokenizer.json is absent.
 SLOW_TOKENIZER_FILES = ("vocab.txt", "vocab.json", "merges.txt", "sentencepiece.bpe.model", "spm.model",
@@ -109,7 +139,11 @@ def inspect_checkpoint(path) -> Checkpoint:
         raise InputError(f"{cpath}: not a JSON object")
     model_type = config.get("model_type")
     if model_type not in SUPPORTED:
-        raise InputError(f"{cpath}: model_type {model_type!r} is not supported; supported: {SUPPORTED_LIST}")
+        why = REFUSED.get(model_type)
+        if why is None and isinstance(model_type, str) and _has_token_classification(model_type):
+            why = NOT_YET_PROVEN
+        reason = f" ({why})" if why else ""
+        raise InputError(f"{cpath}: model_type {model_type!r} is not supported{reason}; supported: {SUPPORTED_LIST}")
     archs = config.get("architectures") or []
     if not isinstance(archs, list) or not any(str(a).endswith("ForTokenClassification") for a in archs):
         raise InputError(
@@ -156,6 +190,15 @@ def inspect_checkpoint(path) -> Checkpoint:
     return ckpt
 
 
+def _has_token_classification(model_type: str) -> bool:
+    """Whether transformers has a ...ForTokenClassification model for `model_type`."""
+    try:
+        from transformers.models.auto.modeling_auto import MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING_NAMES
+    except ImportError:
+        return False
+    return model_type in MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING_NAMES
+
+
 def _canonical(tokenizer_json: str) -> str:
     raw = json.loads(tokenizer_json)
     raw["truncation"] = None
@@ -176,7 +219,12 @@ def effective_tokenizer(d: Path, tj: Path) -> str:
     if not getattr(tok, "is_fast", False) or getattr(tok, "backend_tokenizer", None) is None:
         raise InputError(f"{d}: transformers loads a slow tokenizer ({type(tok).__name__}); pyner needs a fast tokenizer",
                          hint="convert it once: AutoTokenizer.from_pretrained(DIR, use_fast=True).save_pretrained(DIR)")
-    return tok.backend_tokenizer.to_str()
+    try:
+        return tok.backend_tokenizer.to_str()
+    except Exception as exc:  # a custom (Python) component, e.g. RoFormerTokenizer's jieba pre-tokenizer
+        raise InputError(f"{d}: transformers' {type(tok).__name__} has a custom Python component that tokenizer.json "
+                         f"cannot hold ({str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}); pyner "
+                         "needs a tokenizer that both runtimes load from tokenizer.json") from exc
 
 
 def _find_weights(d: Path) -> list[Path]:
@@ -244,9 +292,25 @@ def tokenizer_info(ckpt: Checkpoint) -> dict[str, Any]:
     }
 
 
+def window_limit(ckpt: Checkpoint) -> int:
+    """Longest window (special tokens included) the artifact may use: the position embeddings' limit, at most
+    512 (LONG_CONTEXT families: their own limit); BigBird with block-sparse attention: at most the length up to
+    which transformers itself runs full attention ((5 + 2 * num_random_blocks) * block_size tokens), which is the
+    attention the export holds."""
+    positions = ckpt.position_limit
+    if ckpt.model_type in LONG_CONTEXT:
+        limit = positions or HARD_MAX_LENGTH
+    else:
+        limit = min(HARD_MAX_LENGTH, positions or HARD_MAX_LENGTH)
+    c = ckpt.config
+    if ckpt.model_type == "big_bird" and c.get("attention_type", "block_sparse") == "block_sparse":
+        limit = min(limit, (5 + 2 * int(c.get("num_random_blocks", 3))) * int(c.get("block_size", 64)))
+    return limit
+
+
 def resolve_lengths(ckpt: Checkpoint, max_length: int | None, stride: int | None) -> tuple[int, int]:
     """Default and check the window length and stride (UsageError names the limit)."""
-    limit = min(HARD_MAX_LENGTH, ckpt.position_limit or HARD_MAX_LENGTH)
+    limit = window_limit(ckpt)
     if max_length is None:
         tml = ckpt.tokenizer.get("model_max_length")
         max_length = int(tml) if isinstance(tml, (int, float)) and 0 < tml < 1e9 else limit
@@ -318,6 +382,9 @@ def load_model(ckpt: Checkpoint):
         raise InputError(
             f"{ckpt.path}: the weights do not match the config; {len(missing)} missing, e.g. {', '.join(sorted(missing)[:3])}",
         )
+    if ckpt.model_type == "big_bird":
+        # windows are at most window_limit() tokens, where BigBird runs full attention (it switches itself)
+        model.base_model.set_attention_type("original_full")
     return model.eval()
 
 
