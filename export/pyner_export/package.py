@@ -345,7 +345,7 @@ class _Build:
         elif precision == "int8":
             from .int8 import POLICY, quantize_int8
 
-            graph = self.work / "int8" / art.MODEL_FILE
+            graph = self.fused.with_name("int8.onnx")  # beside the fused graph: it shares its embedding tables
             self.manifest["quantization"] = quantize_int8(self.fused, graph, policy=self.opts.int8_policy or POLICY,
                                                           exclude=self.opts.int8_exclude)
         if graph.parent != self.raw.parent:
