@@ -153,3 +153,21 @@ def test_the_sidecar_serves_an_external_data_artifact(artifact_factory):
     assert [[(e.label, e.start, e.end, e.word) for e in g] for g in got] == \
         [[(e["entity_group"], e["start"], e["end"], e["word"]) for e in w] for w in want]
     assert sum(map(len, want)) > 0
+
+
+@pytest.mark.parametrize("precision", ["int8", "fp16"])
+def test_parked_embedding_tables_change_nothing(precision, artifact_factory, checkpoint_factory, tmp_path, monkeypatch):
+    """Large models' embedding tables are kept out of the quantizer's / fp16 converter's copies (parked as
+    one-row stand-ins, put back or converted block by block): the artifact must be the one they would make."""
+    from pyner_export import onnxio
+    from pyner_export.package import package
+
+    monkeypatch.setattr(onnxio, "PARK_MIN_BYTES", 1)  # park even a tiny model's tables
+    monkeypatch.setattr(onnxio, "_rows", lambda t, f, rows=7: _real_rows(t, f, rows))  # many blocks
+    kw = {"guard": False} if precision == "int8" else {}
+    parked = tmp_path / "parked"
+    package(checkpoint_factory("xlm-roberta"), parked, precision=precision, quiet=True, **kw)
+    assert _golden(parked) == _golden(artifact_factory("xlm-roberta", precision, **kw))
+
+
+_real_rows = __import__("pyner_export.onnxio", fromlist=["_rows"])._rows

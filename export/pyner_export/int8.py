@@ -92,58 +92,6 @@ POLICIES = {
 }
 
 
-PARK_MIN_BYTES = 1 << 20
-
-
-def _park_gather_tables(model, folder: Path) -> dict[str, Any]:
-    """Replace the big initializers used only as the table of Gather nodes (the embeddings, 1 GB of
-    XLM-R-large's 2.24) by one-row stand-ins, and return the originals by name. ONNX Runtime's quantizer
-    holds up to three copies of the model it is given and never changes these tables; a Gather's output
-    shape does not depend on the table's first dimension, so shape inference sees the same graph."""
-    import numpy as np
-    import onnx
-    from onnx import helper, numpy_helper
-
-    users: dict[str, list[tuple[str, int]]] = {}
-    for node in model.graph.node:
-        for k, name in enumerate(node.input):
-            users.setdefault(name, []).append((node.op_type, k))
-    parked = {}
-    for init in model.graph.initializer:
-        if init.data_location == onnx.TensorProto.EXTERNAL:
-            info = {e.key: e.value for e in init.external_data}
-            nbytes = int(info["length"]) if "length" in info else (folder / info["location"]).stat().st_size
-        else:
-            nbytes = len(init.raw_data)
-        uses = users.get(init.name, [])
-        if nbytes < PARK_MIN_BYTES or len(init.dims) < 2 or not uses or any(u != ("Gather", 0) for u in uses):
-            continue
-        original = onnx.TensorProto()
-        original.CopyFrom(init)
-        init.CopyFrom(numpy_helper.from_array(
-            np.zeros([1, *init.dims[1:]], dtype=helper.tensor_dtype_to_np_dtype(init.data_type)), init.name))
-        parked[init.name] = original
-    return parked
-
-
-def _unpark(path: Path, parked: dict[str, Any]) -> None:
-    """Put the parked tables back into the quantized graph at `path` (as they were: references to the
-    source's external data, or embedded)."""
-    import onnx
-
-    if not parked:
-        return
-    graph = onnx.load(str(path), load_external_data=False)
-    found = set()
-    for init in graph.graph.initializer:
-        if init.name in parked:
-            init.CopyFrom(parked[init.name])
-            found.add(init.name)
-    if found != set(parked):
-        raise RuntimeError(f"the quantizer dropped the embedding tables {sorted(set(parked) - found)}")
-    onnx.save_model(graph, str(path))
-
-
 def quantize_int8(src: Path, dst: Path, *, policy: str = POLICY, exclude: list[str] | None = None) -> dict[str, Any]:
     """Quantize `src` dynamically to `dst`; return the manifest's "quantization" record.
 
@@ -163,7 +111,7 @@ def quantize_int8(src: Path, dst: Path, *, policy: str = POLICY, exclude: list[s
         description = POLICIES[policy][1]
     else:
         policy, description = "custom", "nodes given by the caller"
-    parked = _park_gather_tables(model, src.parent)
+    parked = onnxio.park_gather_tables(model, src.parent)
     onnx.load_external_data_for_model(model, str(src.parent))  # every other weight
     quantize_dynamic(
         model, str(dst), per_channel=True, reduce_range=False, weight_type=QuantType.QInt8,
@@ -171,7 +119,7 @@ def quantize_int8(src: Path, dst: Path, *, policy: str = POLICY, exclude: list[s
         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT}, use_external_data_format=True,
     )
     del model
-    _unpark(dst, parked)
+    onnxio.unpark(dst, parked)
     onnxio.share_modes(dst.parent)
     quantized = onnx.load(str(dst), load_external_data=False)
     counts: dict[str, int] = {}

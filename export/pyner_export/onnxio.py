@@ -190,3 +190,100 @@ def place(src: Path, folder: Path, *, external: bool) -> str | None:
     else:
         os.replace(src, dst)
     return None
+
+
+PARK_MIN_BYTES = 1 << 20
+
+
+def park_gather_tables(model, folder: Path) -> dict:
+    """Replace the big initializers used only as the table of Gather nodes (the embeddings: 1 GB of
+    XLM-R-large's 2.24) by one-row stand-ins in `model` (weights not loaded; external files in `folder`),
+    and return the originals by name. ONNX Runtime's quantizer and fp16 converter hold several copies of
+    the model they are given; a Gather's output shape does not depend on the table's first dimension, so
+    they see the same graph. `unpark` puts the tables back."""
+    import numpy as np
+    import onnx
+    from onnx import helper, numpy_helper
+
+    users: dict[str, list[tuple[str, int]]] = {}
+    for node in model.graph.node:
+        for k, name in enumerate(node.input):
+            users.setdefault(name, []).append((node.op_type, k))
+    parked = {}
+    for init in model.graph.initializer:
+        if init.data_location == onnx.TensorProto.EXTERNAL:
+            info = {e.key: e.value for e in init.external_data}
+            nbytes = int(info["length"]) if "length" in info else (Path(folder) / info["location"]).stat().st_size
+        else:
+            nbytes = len(init.raw_data)
+        uses = users.get(init.name, [])
+        if (nbytes < PARK_MIN_BYTES or len(init.dims) < 2 or init.data_type != onnx.TensorProto.FLOAT or not uses
+                or any(u != ("Gather", 0) for u in uses)):
+            continue
+        original = onnx.TensorProto()
+        original.CopyFrom(init)
+        init.CopyFrom(numpy_helper.from_array(
+            np.zeros([1, *init.dims[1:]], dtype=helper.tensor_dtype_to_np_dtype(init.data_type)), init.name))
+        parked[init.name] = original
+    return parked
+
+
+def _rows(tensor, folder: Path, rows: int = 16384):
+    """The float32 table `tensor` (external in `folder`, or embedded) as numpy blocks of `rows` rows."""
+    import numpy as np
+    import onnx
+
+    width = int(np.prod(tensor.dims[1:]))
+    if tensor.data_location != onnx.TensorProto.EXTERNAL:
+        data = np.frombuffer(tensor.raw_data, dtype=np.float32).reshape(-1, width)
+        for r in range(0, data.shape[0], rows):
+            yield data[r:r + rows]
+        return
+    info = {e.key: e.value for e in tensor.external_data}
+    with open(Path(folder) / info["location"], "rb") as f:
+        f.seek(int(info.get("offset", 0)))
+        left = int(tensor.dims[0])
+        while left:
+            n = min(rows, left)
+            yield np.frombuffer(f.read(n * width * 4), dtype=np.float32).reshape(n, width)
+            left -= n
+
+
+def unpark(path: Path, parked: dict, *, source: Path | None = None, to_fp16=None) -> None:
+    """Put the parked tables back into the graph at `path`. As they were (references to the source's
+    external data, which must then be in `path`'s folder), or, where the converter made the stand-in
+    float16 and `to_fp16` (its own array conversion) is given, converted block by block into a data file
+    beside `path` (`source`: the folder of the original tables)."""
+    import onnx
+
+    if not parked:
+        return
+    path = Path(path)
+    graph = onnx.load(str(path), load_external_data=False)
+    found = set()
+    for k, init in enumerate(graph.graph.initializer):
+        original = parked.get(init.name)
+        if original is None:
+            continue
+        found.add(init.name)
+        if to_fp16 is None or init.data_type != onnx.TensorProto.FLOAT16:
+            init.CopyFrom(original)
+            continue
+        table = path.with_name(f"{path.stem}.table-{k}.data")
+        length = 0
+        with open(table, "wb") as out:
+            for block in _rows(original, source or path.parent):
+                data = to_fp16(block).astype("float16").tobytes()
+                out.write(data)
+                length += len(data)
+        del init.dims[:]
+        init.dims.extend(original.dims)
+        init.ClearField("raw_data")
+        init.data_location = onnx.TensorProto.EXTERNAL
+        del init.external_data[:]
+        for key, value in (("location", table.name), ("offset", "0"), ("length", str(length))):
+            e = init.external_data.add()
+            e.key, e.value = key, value
+    if found != set(parked):
+        raise RuntimeError(f"{path}: the conversion dropped the embedding tables {sorted(set(parked) - found)}")
+    onnx.save_model(graph, str(path))

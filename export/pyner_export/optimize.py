@@ -125,7 +125,7 @@ def _is_constant(graph, name: str) -> bool:
 def to_fp16(src: Path, dst: Path) -> dict[str, Any]:
     """Convert to float16 with float32 inputs/outputs; softmax, normalisation and masking stay float32."""
     import onnx
-    from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
+    from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16, convert_np_to_float16
 
     from . import onnxio
 
@@ -136,6 +136,7 @@ def to_fp16(src: Path, dst: Path) -> dict[str, Any]:
     # (SqueezeBERT's LayerNorms), and only one of them would then get its float32 casts.
     _rename_duplicates(model)
     model = _with_types(model, Path(src).parent)
+    parked = onnxio.park_gather_tables(model, Path(src).parent)  # the embeddings: converted by us, block by block
     onnx.load_external_data_for_model(model, str(Path(src).parent))
     node_block = mask_subgraph_nodes(model)
     # The graph's final softmax (the `scores` output) is float32 by contract.
@@ -149,6 +150,8 @@ def to_fp16(src: Path, dst: Path) -> dict[str, Any]:
     _unique_node_names(converted)
     _drop_output_round_trips(converted)
     onnxio.save(converted, dst)
+    del converted, model
+    onnxio.unpark(dst, parked, source=Path(src).parent, to_fp16=convert_np_to_float16)
     return {"op_block_list": [op for op in FP16_OP_BLOCK_LIST], "nodes_kept_float32": len(node_block),
             "keep_io_types": True, "target": "GPU (CUDAExecutionProvider); slower than fp32 on CPU"}
 
