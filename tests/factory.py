@@ -24,7 +24,7 @@ NER_DATA = Path(os.environ.get("PYNER_DATA_DIR", Path(__file__).resolve().parent
 # Every family pyner_export.checkpoint.SUPPORTED accepts, each proven by the whole matrix (docs/package.md "Families").
 FAMILIES = ("bert", "distilbert", "electra", "roberta", "xlm-roberta", "deberta-v2",
             "camembert", "mpnet", "data2vec-text", "ernie", "megatron-bert", "squeezebert", "mobilebert", "roformer",
-            "albert", "rembert", "big_bird", "deberta", "modernbert")
+            "albert", "rembert", "big_bird", "deberta", "modernbert", "longformer")
 
 LABELS = ("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC")
 
@@ -117,6 +117,7 @@ _SPECS = {
                      unk="<unk>", bos="<s>", eos="</s>"),
     "deberta": _CLS_SEP_BPE,
     "modernbert": _CLS_SEP_BPE,
+    "longformer": _ROBERTA_BPE,
 }
 
 
@@ -220,6 +221,9 @@ def _config(family: str, vocab_size: int, pad_id: int, max_length: int, spec: di
                         max_position_embeddings=positions, type_vocab_size=1, bos_token_id=0, eos_token_id=2, **common)
     if family == "camembert":
         return tf.CamembertConfig(**roberta_like), tf.CamembertForTokenClassification
+    if family == "longformer":
+        # a 16-token attention window (8 each side): 32- and 64-token windows use the band
+        return tf.LongformerConfig(attention_window=16, **roberta_like), tf.LongformerForTokenClassification
     if family == "data2vec-text":
         return tf.Data2VecTextConfig(**roberta_like), tf.Data2VecTextForTokenClassification
     simple = {"ernie": (tf.ErnieConfig, tf.ErnieForTokenClassification, {}),
@@ -274,7 +278,7 @@ HUB_TOKENIZER_CLASSES = {"bert": "BertTokenizer", "distilbert": "DistilBertToken
                          "squeezebert": "SqueezeBertTokenizer", "mobilebert": "MobileBertTokenizer",
                          "roformer": "BertTokenizer", "mpnet": "MPNetTokenizer", "albert": "AlbertTokenizer",
                          "rembert": "RemBertTokenizer", "big_bird": "BigBirdTokenizer", "deberta": "DebertaTokenizer",
-                         "modernbert": "PreTrainedTokenizerFast"}
+                         "modernbert": "PreTrainedTokenizerFast", "longformer": "LongformerTokenizer"}
 
 
 def make_checkpoint(family: str, path, *, seed: int = 0, max_length: int = 64, hub_tokenizer_class: bool = False) -> Path:

@@ -40,6 +40,7 @@ SUPPORTED = {
     "big_bird": 0,
     "deberta": 0,
     "modernbert": 0,
+    "longformer": 2,
 }
 SUPPORTED_LIST = ", ".join(SUPPORTED)
 # Encoder families with a ...ForTokenClassification head that pyner refuses, and why.
@@ -52,12 +53,10 @@ REFUSED = {
                      "(it fails on other lengths in PyTorch), so a window of arbitrary length cannot be scored",
     "convbert": "its convolutions read the padding: in PyTorch itself a text's logits change with the padding its "
                 "batch adds (0.03 on a tiny model), so batched windows cannot equal transformers' pipeline",
-    "longformer": "its sliding-window attention does not export with a dynamic sequence length (the TorchScript "
-                  "export fails in ONNX Runtime at lengths other than the traced one)",
 }
 NOT_YET_PROVEN = "not yet proven (no parity proof against transformers' pipeline and the JVM yet)"
 # Families whose position embeddings go beyond BERT's 512 (the window length then comes from the checkpoint).
-LONG_CONTEXT = frozenset({"modernbert"})
+LONG_CONTEXT = frozenset({"modernbert", "longformer"})
 HARD_MAX_LENGTH = 512
 # Files that betray a slow (Python/sentencepiece) tokenizer when tokenizer.json is absent.
 SLOW_TOKENIZER_FILES = ("vocab.txt", "vocab.json", "merges.txt", "sentencepiece.bpe.model", "spm.model",
@@ -382,10 +381,73 @@ def load_model(ckpt: Checkpoint):
         raise InputError(
             f"{ckpt.path}: the weights do not match the config; {len(missing)} missing, e.g. {', '.join(sorted(missing)[:3])}",
         )
+    if ckpt.model_type == "longformer":
+        _exportable_longformer(model)
     if ckpt.model_type == "big_bird":
         # windows are at most window_limit() tokens, where BigBird runs full attention (it switches itself)
         model.base_model.set_attention_type("original_full")
     return model.eval()
+
+
+def _exportable_longformer(model) -> None:
+    """Longformer's local attention in a form the TorchScript exporter keeps for every sequence length.
+
+    transformers pads each batch to a multiple of the attention window and computes the band with
+    chunked matmuls whose shapes the trace freezes. The same math without padding: every query attends
+    to the keys within one_sided_attn_window_size positions of it that the mask keeps (padded keys get
+    finfo.min added, as Longformer does; padded queries get zero probabilities), as one masked
+    (L x L) attention. Global attention (global_attention_mask) is not an input of the artifact and the
+    token-classification pipeline never passes it. Checked against the unchanged model on a probe batch
+    longer than the window: a checkpoint where the two differ is refused."""
+    import math
+
+    import torch
+
+    base = model.base_model
+    length = min(2 * max(_windows(model.config)) + 7, int(model.config.max_position_embeddings) - SUPPORTED["longformer"])
+    probe = torch.randint(5, max(6, model.config.vocab_size), (2, length), generator=torch.Generator().manual_seed(0))
+    mask = torch.ones_like(probe)
+    mask[1, probe.shape[1] // 2:] = 0
+    probe[mask == 0] = model.config.pad_token_id
+    with torch.no_grad():
+        want = model(input_ids=probe, attention_mask=mask).logits
+
+    def attention(self, hidden_states, attention_mask=None, is_index_masked=None, is_index_global_attn=None,
+                  is_global_attn=None, output_attentions=False):
+        b, n, _ = hidden_states.shape
+        shape = (b, n, self.num_heads, self.head_dim)
+        q = (self.query(hidden_states) / math.sqrt(self.head_dim)).view(shape).transpose(1, 2)
+        k = self.key(hidden_states).view(shape).transpose(1, 2)
+        v = self.value(hidden_states).view(shape).transpose(1, 2)
+        scores = torch.matmul(q, k.transpose(-1, -2))
+        low = torch.finfo(scores.dtype).min
+        scores = scores + (attention_mask != 0).to(scores.dtype)[:, None, None, :] * low
+        pos = torch.arange(n, device=hidden_states.device)
+        outside = (pos[None, :] - pos[:, None]).abs() > self.one_sided_attn_window_size
+        scores = scores.masked_fill(outside[None, None], float("-inf"))
+        probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
+        probs = probs.masked_fill(is_index_masked[:, None, :, None], 0.0)
+        out = torch.matmul(probs, v).transpose(1, 2).reshape(b, n, self.embed_dim)
+        return (out,)
+
+    def no_padding(self, input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, pad_token_id):
+        return 0, input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds
+
+    for layer in base.encoder.layer:
+        layer.attention.self.forward = attention.__get__(layer.attention.self)
+    base._pad_to_window_size = no_padding.__get__(base)
+    with torch.no_grad():
+        got = model(input_ids=probe, attention_mask=mask).logits
+    keep = mask.bool()
+    diff = float((got - want).abs()[keep].max())
+    if not diff <= 1e-4:
+        raise InputError(f"model_type 'longformer': pyner's exportable local attention differs from transformers' by "
+                         f"{diff:.3g} in logits on this checkpoint; not packaged")
+
+
+def _windows(config) -> list[int]:
+    w = config.attention_window
+    return [int(w)] if isinstance(w, int) else [int(x) for x in w]
 
 
 def forward_input_names(model) -> list[str]:
