@@ -340,6 +340,7 @@ def _edit_config(ckpt: Path, **changes):
 
 
 def _fails(args, capsys, code: int, *needles: str, out: Path | None = None) -> str:
+    capsys.readouterr()  # what building fixtures printed is not this command's output
     rc = main(["package", *map(str, args), "--quiet"])
     err = capsys.readouterr().err
     assert rc == code, err
