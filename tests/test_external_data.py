@@ -171,3 +171,23 @@ def test_parked_embedding_tables_change_nothing(precision, artifact_factory, che
 
 
 _real_rows = __import__("pyner_export.onnxio", fromlist=["_rows"])._rows
+
+
+@pytest.mark.parametrize("family", ["bert", "xlm-roberta", "deberta-v2", "modernbert"])
+def test_a_big_embedded_export_is_moved_to_external_data_first(family, artifact_factory, checkpoint_factory, tmp_path,
+                                                                monkeypatch):
+    """Exports over onnxio.WEIGHTLESS_FROM (64 MiB) have their weights moved out before the optimizer runs:
+    forced here on a tiny model, the artifact must be the one the embedded path makes."""
+    from pyner_export import onnxio
+    from pyner_export.package import package
+
+    calls = []
+    real = onnxio.consolidate
+    monkeypatch.setattr(onnxio, "WEIGHTLESS_FROM", 0)
+    monkeypatch.setattr(onnxio, "consolidate", lambda s, d: (calls.append(Path(s).parent.name), real(s, d)))
+    out = tmp_path / "a"
+    package(checkpoint_factory(family), out, quiet=True)
+    assert "raw" in calls  # the raw export was moved to external data
+    assert _golden(out) == _golden(artifact_factory(family))
+    assert json.loads((out / "pyner.json").read_text())["optimization"]["fused_ops"] == \
+        json.loads((artifact_factory(family) / "pyner.json").read_text())["optimization"]["fused_ops"]

@@ -208,11 +208,33 @@ def package(model_dir, out_dir, options: Options | None = None, **kwargs: Any) -
                 timings["total"] = time.perf_counter() - t_all
                 manifest["timings_s"] = {k: round(v, 3) for k, v in timings.items()}
                 manifest["peak_rss_mib"] = build.peak_rss
+                manifest["rss_after_mib"] = build.rss_after
                 manifest = art.finalize_manifest(folder, manifest)
                 progress.step("manifest")
     finally:
         progress.close()
     return manifest
+
+
+def _release_freed_memory() -> None:
+    """Hand memory the process freed back to the OS (glibc keeps freed heap pages otherwise: after the
+    export, PyTorch's and the exporter's small objects would stay resident through every later stage)."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
+def _rss_mib(field: str = "VmRSS:") -> int | None:
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith(field)) // 1024
+    except (OSError, StopIteration, ValueError):
+        return None
 
 
 def _peak_rss_mib() -> int | None:
@@ -241,6 +263,7 @@ class _Build:
         self.eval_sentences = eval_sentences
         self.timings, self.progress = timings, progress
         self.peak_rss: dict[str, int | None] = {}
+        self.rss_after: dict[str, int | None] = {}  # resident memory once each stage has finished
         self.manifest: dict[str, Any] = {}
 
     def run(self) -> dict[str, Any]:
@@ -253,6 +276,8 @@ class _Build:
             stage()
             self.timings[name] = time.perf_counter() - t0
             self.peak_rss[name] = _peak_rss_mib()
+            _release_freed_memory()
+            self.rss_after[name] = _rss_mib()
             self.progress.step(name)
         shutil.rmtree(self.work, ignore_errors=True)
         return self.manifest
@@ -312,15 +337,20 @@ class _Build:
             eval_name=str(self.opts.eval_data) if self.opts.eval_data else None)
 
     def export(self) -> None:
-        import gc
-
-        from . import onnx_export
+        from . import onnx_export, onnxio
 
         (self.work / "raw").mkdir(parents=True)
         self.raw = onnx_export.export_onnx(self.torch_model, self.input_names, self.work / "raw" / art.MODEL_FILE,
                                            opset=self.opts.opset, pad_id=self.pad_id, vocab_size=self.vocab)
         del self.torch_model  # the reference logits are taken: PyTorch's copy of the weights goes
-        gc.collect()
+        _release_freed_memory()
+        if onnxio.graph_bytes(self.raw) > onnxio.WEIGHTLESS_FROM:
+            # the exporter embeds the weights of a model under 2 GiB: move them to model.onnx.data, so that the
+            # optimizer and the converters see the graph without them (streamed, never a second copy)
+            onnxio.consolidate(self.raw, self.raw)
+            for f in self.raw.parent.iterdir():
+                if f.name not in (self.raw.name, onnxio.data_file(self.raw).name):
+                    f.unlink()  # the exporter's one file per tensor (a model over 2 GiB), now copied
 
     def optimize(self) -> None:
         from .optimize import optimize, probe_feed
