@@ -112,13 +112,19 @@ def quantize_int8(src: Path, dst: Path, *, policy: str = POLICY, exclude: list[s
     else:
         policy, description = "custom", "nodes given by the caller"
     parked = onnxio.park_gather_tables(model, src.parent)
-    onnx.load_external_data_for_model(model, str(src.parent))  # every other weight
-    quantize_dynamic(
-        model, str(dst), per_channel=True, reduce_range=False, weight_type=QuantType.QInt8,
-        op_types_to_quantize=["MatMul"], nodes_to_exclude=list(exclude),
-        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT}, use_external_data_format=True,
-    )
+    # The quantizer is given a path, not the model (given a model it saves and reloads it once more): the
+    # graph with the stand-ins, its other weights still references to `src`'s data beside it.
+    staged = src.with_name(src.stem + "-int8-input.onnx")
+    onnx.save_model(model, str(staged))
     del model
+    try:
+        quantize_dynamic(
+            str(staged), str(dst), per_channel=True, reduce_range=False, weight_type=QuantType.QInt8,
+            op_types_to_quantize=["MatMul"], nodes_to_exclude=list(exclude),
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT}, use_external_data_format=True,
+        )
+    finally:
+        staged.unlink()
     onnxio.unpark(dst, parked)
     onnxio.share_modes(dst.parent)
     quantized = onnx.load(str(dst), load_external_data=False)
