@@ -573,7 +573,9 @@ def test_a_small_request_is_not_stuck_behind_a_huge_one(gated, model):
 def test_a_short_request_is_answered_before_the_long_runs_of_its_batch(gated, model):
     """One formed batch holding a short window and long ones: the planner cuts them into separate
     runs, the short run goes first, and its request is answered before the long run even starts."""
-    srv, gm, c = gated(max_batch_size=32, max_batch_tokens=1 << 16, max_delay_ms=0, max_padding=0.05)
+    # a delay, so that the second request always joins the first one's batch (with 0 the batcher could form
+    # the huge request's batch before the short one arrived: the test then waited for nothing)
+    srv, gm, c = gated(max_batch_size=32, max_batch_tokens=1 << 16, max_delay_ms=500, max_padding=0.05)
     long_text = " ".join(TEXTS[:12])
     assert len(model.encode([long_text])[0].windows) >= 3
     small_done = threading.Event()
