@@ -337,20 +337,12 @@ class _Build:
             eval_name=str(self.opts.eval_data) if self.opts.eval_data else None)
 
     def export(self) -> None:
-        from . import onnx_export, onnxio
+        from . import onnx_export
 
         (self.work / "raw").mkdir(parents=True)
         self.raw = onnx_export.export_onnx(self.torch_model, self.input_names, self.work / "raw" / art.MODEL_FILE,
                                            opset=self.opts.opset, pad_id=self.pad_id, vocab_size=self.vocab)
         del self.torch_model  # the reference logits are taken: PyTorch's copy of the weights goes
-        _release_freed_memory()
-        if onnxio.graph_bytes(self.raw) > onnxio.WEIGHTLESS_FROM:
-            # the exporter embeds the weights of a model under 2 GiB: move them to model.onnx.data, so that the
-            # optimizer and the converters see the graph without them (streamed, never a second copy)
-            onnxio.consolidate(self.raw, self.raw)
-            for f in self.raw.parent.iterdir():
-                if f.name not in (self.raw.name, onnxio.data_file(self.raw).name):
-                    f.unlink()  # the exporter's one file per tensor (a model over 2 GiB), now copied
 
     def optimize(self) -> None:
         from .optimize import optimize, probe_feed
