@@ -173,21 +173,83 @@ def test_parked_embedding_tables_change_nothing(precision, artifact_factory, che
 _real_rows = __import__("pyner_export.onnxio", fromlist=["_rows"])._rows
 
 
-@pytest.mark.parametrize("family", ["bert", "xlm-roberta", "deberta-v2", "modernbert"])
-def test_a_big_embedded_export_is_moved_to_external_data_first(family, artifact_factory, checkpoint_factory, tmp_path,
-                                                                monkeypatch):
-    """Exports over onnxio.WEIGHTLESS_FROM (64 MiB) have their weights moved out before the optimizer runs:
-    forced here on a tiny model, the artifact must be the one the embedded path makes."""
-    from pyner_export import onnxio
-    from pyner_export.package import package
+def _exports(family, checkpoint_factory, tmp_path, monkeypatch):
+    """The checkpoint exported by pyner (weights written from PyTorch into model.onnx.data) and by the
+    TorchScript exporter itself with its weights embedded (the oracle), as loaded ONNX graphs."""
+    import onnx
+    import torch
 
-    calls = []
-    real = onnxio.consolidate
-    monkeypatch.setattr(onnxio, "WEIGHTLESS_FROM", 0)
-    monkeypatch.setattr(onnxio, "consolidate", lambda s, d: (calls.append(Path(s).parent.name), real(s, d)))
-    out = tmp_path / "a"
-    package(checkpoint_factory(family), out, quiet=True)
-    assert "raw" in calls  # the raw export was moved to external data
-    assert _golden(out) == _golden(artifact_factory(family))
-    assert json.loads((out / "pyner.json").read_text())["optimization"]["fused_ops"] == \
-        json.loads((artifact_factory(family) / "pyner.json").read_text())["optimization"]["fused_ops"]
+    from pyner_export.checkpoint import forward_input_names, inspect_checkpoint, load_model
+    from pyner_export.onnx_export import OUTPUTS, _wrapper, dummy_inputs, export_onnx
+
+    ckpt = inspect_checkpoint(checkpoint_factory(family))
+    model = load_model(ckpt)
+    names = forward_input_names(model)
+    pad, vocab = ckpt.tokenizer["pad_token_id"], int(model.config.vocab_size)
+    (tmp_path / "ours").mkdir()
+    (tmp_path / "oracle").mkdir()
+    ours = export_onnx(model, names, tmp_path / "ours" / "model.onnx", opset=17, pad_id=pad, vocab_size=vocab)
+    oracle = tmp_path / "oracle" / "model.onnx"
+    inputs = dummy_inputs(names, pad, vocab)
+    with torch.no_grad():
+        torch.onnx.export(_wrapper(model, names), tuple(inputs[n] for n in names), str(oracle), input_names=names,
+                          output_names=OUTPUTS, dynamic_axes={n: {0: "batch", 1: "sequence"} for n in names + OUTPUTS},
+                          opset_version=17, do_constant_folding=True, dynamo=False)
+    return onnx.load(str(ours)), onnx.load(str(oracle)), ours
+
+
+def _same_graph(a, b) -> None:
+    from onnx import numpy_helper
+
+    assert [n.SerializeToString() for n in a.graph.node] == [n.SerializeToString() for n in b.graph.node]
+    assert a.graph.input == b.graph.input and a.graph.output == b.graph.output
+    assert [i.name for i in a.graph.initializer] == [i.name for i in b.graph.initializer]
+    for x, y in zip(a.graph.initializer, b.graph.initializer):
+        assert (x.data_type, list(x.dims)) == (y.data_type, list(y.dims)), x.name
+        assert numpy_helper.to_array(x).tobytes() == numpy_helper.to_array(y).tobytes(), x.name
+
+
+@pytest.mark.parametrize("family", ["bert", "xlm-roberta", "deberta-v2", "modernbert", "albert", "squeezebert"])
+def test_the_export_writes_the_weights_the_exporter_would_embed(family, checkpoint_factory, tmp_path, monkeypatch):
+    """The export never holds an embedded copy of the weights (issue 11: BERT-large's export peaked at 5.5x its
+    checkpoint): the graph is exported without them and PyTorch's tensors are written into model.onnx.data.
+    The oracle is the exporter's own embedded export: same nodes, inputs, outputs, initializers, bytes."""
+    from pyner_export import onnxio
+
+    ours, oracle, path = _exports(family, checkpoint_factory, tmp_path, monkeypatch)
+    _same_graph(ours, oracle)
+    assert onnxio.external_locations(path) == {"model.onnx.data"}
+    assert onnxio.data_file(path).stat().st_size > 0.9 * sum(len(i.raw_data) for i in oracle.graph.initializer)
+
+
+def test_without_the_exporters_internals_the_embedded_export_is_moved_out(checkpoint_factory, tmp_path, monkeypatch):
+    """Under a torch whose exporter lacks the internals the weights are captured from, the embedded export is
+    written and its weights moved into model.onnx.data: the same graph, and no other file left beside it."""
+    from pyner_export import onnx_export, onnxio
+
+    monkeypatch.setattr(onnx_export._ParamsCapture, "available", lambda self: False)
+    ours, oracle, path = _exports("bert", checkpoint_factory, tmp_path, monkeypatch)
+    _same_graph(ours, oracle)
+    assert sorted(f.name for f in path.parent.iterdir()) == ["model.onnx", "model.onnx.data"]
+    assert onnxio.external_locations(path) == {"model.onnx.data"}
+
+
+def test_an_embedded_artifact_is_written_without_loading_its_weights(checkpoint_factory, tmp_path):
+    """`onnxio.write_embedded` streams the weights from model.onnx.data into the one-file protobuf (onnx's own
+    save holds five copies of them): onnx must read back the model `onnx.save_model` writes (the oracle), and
+    ONNX Runtime must give the same logits."""
+    import onnx
+    import onnxruntime as ort
+
+    from pyner_export import onnxio
+
+    src = _exports("xlm-roberta", checkpoint_factory, tmp_path, None)[2]
+    ours = tmp_path / "ours.onnx"
+    onnxio.write_embedded(src, ours)
+    oracle = tmp_path / "oracle.onnx"
+    onnx.save_model(onnx.load(str(src)), str(oracle))
+    assert onnx.load(str(ours)) == onnx.load(str(oracle))
+    assert onnxio.external_locations(ours) == set()
+    feed = {"input_ids": np.array([[0, 7, 9, 11, 2]]), "attention_mask": np.ones((1, 5), dtype=np.int64)}
+    a, b = (ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(["logits"], feed)[0] for p in (ours, oracle))
+    assert np.array_equal(a, b)

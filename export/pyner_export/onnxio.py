@@ -10,6 +10,7 @@ ONNX Runtime (Python and Java) loads `model.onnx` by path and finds the data fil
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -19,12 +20,6 @@ from pyner.errors import UsageError
 EXTERNAL_DATA_MODES = ("auto", "always", "never")
 # protobuf's hard limit for one message is 2 GiB; graph, names and attributes need room beside the weights
 SINGLE_FILE_LIMIT = 2 * 1024 ** 3 - 64 * 1024 ** 2
-
-
-# Raw exports bigger than this get their weights moved to external data before any later stage loads the
-# graph (a 1.3 GB BERT-large export, embedded, made the optimizer peak at 11x the checkpoint); smaller
-# ones stay as the exporter wrote them.
-WEIGHTLESS_FROM = 64 * 1024 ** 2
 
 
 def data_file(model: Path) -> Path:
@@ -190,23 +185,113 @@ def place(src: Path, folder: Path, *, external: bool) -> str | None:
         check_layout(dst)
         return data_file(dst).name
     if locations:
-        model = onnx.load(str(src))
-        onnx.save_model(model, str(dst))
-        del model
+        write_embedded(src, dst)
     else:
         os.replace(src, dst)
     return None
 
 
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _key(field: int) -> bytes:
+    return _varint(field << 3 | 2)  # a length-delimited field
+
+
+# field numbers in onnx.proto: ModelProto.graph, GraphProto.initializer, TensorProto.raw_data
+_MODEL_GRAPH, _GRAPH_INITIALIZER, _TENSOR_RAW_DATA = 7, 5, 9
+
+
+def write_embedded(src: Path, dst: Path) -> None:
+    """Write the graph `src` (weights in external files) as ONE file `dst` with the weights embedded,
+    streaming each tensor's bytes from its file into the protobuf encoding: memory stays at one chunk.
+    (`onnx.save_model` on the loaded model holds the weights, their serialized copy and the encoder's
+    buffers at once: five times BERT-large's 1.3 GB.) The graph's other fields are written first, then its
+    initializers in their order: protobuf readers accept fields in any order, so ONNX Runtime and onnx
+    read the same model as from `onnx.save_model`."""
+    import onnx
+
+    src, dst = Path(src), Path(dst)
+    model = onnx.load(str(src), load_external_data=False)
+    for node in model.graph.node:  # Constant values kept outside (small): embedded the ordinary way
+        for a in node.attribute:
+            if a.HasField("t") and a.t.data_location == onnx.TensorProto.EXTERNAL:
+                onnx.external_data_helper.load_external_data_for_tensor(a.t, str(src.parent))
+                a.t.data_location = onnx.TensorProto.DEFAULT
+                del a.t.external_data[:]
+    parts = []  # (tensor header bytes, (file, offset, length) of its raw data or None)
+    for init in model.graph.initializer:
+        if init.data_location != onnx.TensorProto.EXTERNAL:
+            parts.append((init.SerializeToString(), None))
+            continue
+        info = {e.key: e.value for e in init.external_data}
+        file = src.parent / info["location"]
+        start = int(info.get("offset", 0))
+        length = int(info["length"]) if "length" in info else file.stat().st_size - start
+        head = onnx.TensorProto()
+        head.CopyFrom(init)
+        head.data_location = onnx.TensorProto.DEFAULT
+        del head.external_data[:]
+        parts.append((head.SerializeToString() + _key(_TENSOR_RAW_DATA) + _varint(length), (file, start, length)))
+    graph = onnx.GraphProto()
+    graph.CopyFrom(model.graph)
+    del graph.initializer[:]
+    rest = onnx.ModelProto()
+    rest.CopyFrom(model)
+    rest.ClearField("graph")
+    del model
+    sizes = [len(h) + (ext[2] if ext else 0) for h, ext in parts]
+    graph_body = graph.SerializeToString()
+    graph_len = len(graph_body) + sum(len(_key(_GRAPH_INITIALIZER)) + len(_varint(n)) + n for n in sizes)
+    with open(dst, "wb") as out:
+        out.write(rest.SerializeToString())
+        out.write(_key(_MODEL_GRAPH) + _varint(graph_len))
+        out.write(graph_body)
+        for (head, ext), size in zip(parts, sizes):
+            out.write(_key(_GRAPH_INITIALIZER) + _varint(size))
+            out.write(head)
+            if ext is None:
+                continue
+            file, start, length = ext
+            with open(file, "rb") as f:
+                f.seek(start)
+                left = length
+                while left:
+                    block = f.read(min(COPY_CHUNK, left))
+                    if not block:
+                        raise RuntimeError(f"{file}: shorter than the tensors {src} says it holds")
+                    out.write(block)
+                    left -= len(block)
+    share_modes(dst.parent)
+
+
 PARK_MIN_BYTES = 1 << 20
 
 
-def park_gather_tables(model, folder: Path) -> dict:
-    """Replace the big initializers used only as the table of Gather nodes (the embeddings: 1 GB of
-    XLM-R-large's 2.24) by one-row stand-ins in `model` (weights not loaded; external files in `folder`),
-    and return the originals by name. ONNX Runtime's quantizer and fp16 converter hold several copies of
-    the model they are given; a Gather's output shape does not depend on the table's first dimension, so
-    they see the same graph. `unpark` puts the tables back."""
+def park_weights(model, folder: Path) -> dict:
+    """Replace every float32 initializer of 1 MiB or more in `model` (weights not loaded; external files in
+    `folder`) by a one-row stand-in and return the originals by name: for ONNX Runtime's fp16 converter,
+    which only looks at an initializer's type and users to decide, but would hold the float32 and float16
+    copies of every weight at once (value infos it derives from a stand-in get their shape back). `unpark(..., to_fp16=...)` writes
+    the real ones, converted where the converter made the stand-in float16."""
+    return _park(model, folder, lambda name, uses: True)
+
+
+def park_all_but(model, folder: Path, keep: set[str]) -> dict:
+    """Replace every float32 initializer of 1 MiB or more not named in `keep` by a stand-in with its type and
+    shape but no data: for ONNX Runtime's quantizer, which holds about three copies of the weights it is
+    given, reads only those of the nodes it quantizes (`keep`) and infers shapes from the rest (so they keep
+    their shape). `unpark` puts the originals back."""
+    return _park(model, folder, lambda name, uses: name not in keep, keep_shape=True)
+
+
+def _park(model, folder: Path, wanted, *, keep_shape: bool = False) -> dict:
     import numpy as np
     import onnx
     from onnx import helper, numpy_helper
@@ -222,14 +307,16 @@ def park_gather_tables(model, folder: Path) -> dict:
             nbytes = int(info["length"]) if "length" in info else (Path(folder) / info["location"]).stat().st_size
         else:
             nbytes = len(init.raw_data)
-        uses = users.get(init.name, [])
-        if (nbytes < PARK_MIN_BYTES or len(init.dims) < 2 or init.data_type != onnx.TensorProto.FLOAT or not uses
-                or any(u != ("Gather", 0) for u in uses)):
+        if (nbytes < PARK_MIN_BYTES or len(init.dims) < 1 or init.data_type != onnx.TensorProto.FLOAT
+                or not wanted(init.name, users.get(init.name, []))):
             continue
         original = onnx.TensorProto()
         original.CopyFrom(init)
-        init.CopyFrom(numpy_helper.from_array(
-            np.zeros([1, *init.dims[1:]], dtype=helper.tensor_dtype_to_np_dtype(init.data_type)), init.name))
+        if keep_shape:
+            init.CopyFrom(onnx.TensorProto(name=init.name, dims=list(init.dims), data_type=init.data_type))
+        else:
+            init.CopyFrom(numpy_helper.from_array(
+                np.zeros([1, *init.dims[1:]], dtype=helper.tensor_dtype_to_np_dtype(init.data_type)), init.name))
         parked[init.name] = original
     return parked
 
@@ -256,10 +343,11 @@ def _rows(tensor, folder: Path, rows: int = 16384):
 
 
 def unpark(path: Path, parked: dict, *, source: Path | None = None, to_fp16=None) -> None:
-    """Put the parked tables back into the graph at `path`. As they were (references to the source's
-    external data, which must then be in `path`'s folder), or, where the converter made the stand-in
-    float16 and `to_fp16` (its own array conversion) is given, converted block by block into a data file
-    beside `path` (`source`: the folder of the original tables)."""
+    """Put the parked initializers back into the graph at `path`. As they were (references to the source's
+    external data, which must then be in `path`'s folder), or, when `to_fp16` (the converter's own array
+    conversion) is given, written block by block into one data file beside `path` (`source`: the folder of
+    the originals): converted where the converter made the stand-in float16, copied where it kept float32.
+    Value infos the converter derived from a stand-in get the real shape back."""
     import onnx
 
     if not parked:
@@ -267,29 +355,41 @@ def unpark(path: Path, parked: dict, *, source: Path | None = None, to_fp16=None
     path = Path(path)
     graph = onnx.load(str(path), load_external_data=False)
     found = set()
-    for k, init in enumerate(graph.graph.initializer):
-        original = parked.get(init.name)
-        if original is None:
-            continue
-        found.add(init.name)
-        if to_fp16 is None or init.data_type != onnx.TensorProto.FLOAT16:
-            init.CopyFrom(original)
-            continue
-        table = path.with_name(f"{path.stem}.table-{k}.data")
-        length = 0
-        with open(table, "wb") as out:
+    data = path.with_name(f"{path.stem}.parked.data")
+    offset = 0
+    with open(data, "wb") if to_fp16 is not None else contextlib.nullcontext() as out:
+        for init in graph.graph.initializer:
+            original = parked.get(init.name)
+            if original is None:
+                continue
+            found.add(init.name)
+            if to_fp16 is None:
+                init.CopyFrom(original)
+                continue
+            half = init.data_type == onnx.TensorProto.FLOAT16
+            length = 0
             for block in _rows(original, source or path.parent):
-                data = to_fp16(block).astype("float16").tobytes()
-                out.write(data)
-                length += len(data)
-        del init.dims[:]
-        init.dims.extend(original.dims)
-        init.ClearField("raw_data")
-        init.data_location = onnx.TensorProto.EXTERNAL
-        del init.external_data[:]
-        for key, value in (("location", table.name), ("offset", "0"), ("length", str(length))):
-            e = init.external_data.add()
-            e.key, e.value = key, value
+                raw = (to_fp16(block).astype("float16") if half else block).tobytes()
+                out.write(raw)
+                length += len(raw)
+            del init.dims[:]
+            init.dims.extend(original.dims)
+            init.ClearField("raw_data")
+            init.data_location = onnx.TensorProto.EXTERNAL
+            del init.external_data[:]
+            for key, value in (("location", data.name), ("offset", str(offset)), ("length", str(length))):
+                e = init.external_data.add()
+                e.key, e.value = key, value
+            offset += length
+            pad = -offset % ALIGN
+            out.write(b"\0" * pad)
+            offset += pad
     if found != set(parked):
-        raise RuntimeError(f"{path}: the conversion dropped the embedding tables {sorted(set(parked) - found)}")
+        raise RuntimeError(f"{path}: the conversion dropped the initializers {sorted(set(parked) - found)}")
+    for vi in graph.graph.value_info:
+        original = parked.get(vi.name)
+        if original is not None and vi.type.tensor_type.HasField("shape"):
+            del vi.type.tensor_type.shape.dim[:]
+            for d in original.dims:
+                vi.type.tensor_type.shape.dim.add().dim_value = d
     onnx.save_model(graph, str(path))

@@ -136,7 +136,7 @@ def to_fp16(src: Path, dst: Path) -> dict[str, Any]:
     # (SqueezeBERT's LayerNorms), and only one of them would then get its float32 casts.
     _rename_duplicates(model)
     model = _with_types(model, Path(src).parent)
-    parked = onnxio.park_gather_tables(model, Path(src).parent)  # the embeddings: converted by us, block by block
+    parked = onnxio.park_weights(model, Path(src).parent)  # the weights: converted by us, block by block
     onnx.load_external_data_for_model(model, str(Path(src).parent))
     node_block = mask_subgraph_nodes(model)
     # The graph's final softmax (the `scores` output) is float32 by contract.
