@@ -111,7 +111,12 @@ def quantize_int8(src: Path, dst: Path, *, policy: str = POLICY, exclude: list[s
         description = POLICIES[policy][1]
     else:
         policy, description = "custom", "nodes given by the caller"
-    parked = onnxio.park_gather_tables(model, src.parent)
+    # The quantizer reads the weights of the MatMuls it quantizes, nothing else: the rest (embedding tables,
+    # fused attention weights, the excluded MatMuls') are parked, so its copies are of what it needs.
+    initializers = {i.name for i in model.graph.initializer}
+    skip = set(exclude)
+    read = {x for n in model.graph.node if n.op_type == "MatMul" and n.name not in skip for x in n.input if x in initializers}
+    parked = onnxio.park_all_but(model, src.parent, read)
     # The quantizer is given a path, not the model (given a model it saves and reloads it once more): the
     # graph with the stand-ins, its other weights still references to `src`'s data beside it.
     staged = src.with_name(src.stem + "-int8-input.onnx")
