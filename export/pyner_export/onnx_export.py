@@ -141,9 +141,7 @@ def _weights_beside(path: Path, params: dict) -> None:
     weights = [i.name for i in model.graph.input if i.name in params]
     if not weights:
         raise RuntimeError("the exporter's weights were not captured (an unexpected torch.onnx); cannot write the graph")
-    data = onnxio.data_file(path)
-    offset = 0
-    with open(data, "wb") as out:
+    with onnxio.DataFile(onnxio.data_file(path)) as data:
         for name in weights:
             tensor = params[name].detach().cpu().contiguous()
             init = model.graph.initializer.add()
@@ -151,18 +149,10 @@ def _weights_beside(path: Path, params: dict) -> None:
             init.dims.extend(tensor.shape)
             init.data_type = _onnx_dtype(tensor)
             raw = tensor.reshape(-1).view(torch.uint8).numpy() if tensor.numel() else b""
-            if len(raw) <= 1024:
+            if len(raw) <= 1024:  # as onnxio.save: small tensors stay in the graph
                 init.raw_data = bytes(raw)
-                continue
-            out.write(memoryview(raw))
-            init.data_location = onnx.TensorProto.EXTERNAL
-            for k, v in (("location", data.name), ("offset", str(offset)), ("length", str(len(raw)))):
-                e = init.external_data.add()
-                e.key, e.value = k, v
-            offset += len(raw)
-            pad = -offset % onnxio.ALIGN
-            out.write(b"\0" * pad)
-            offset += pad
+            else:
+                data.add(init, [memoryview(raw)])
     del model.graph.input[:]
     model.graph.input.extend(user_inputs)
     onnx.save_model(model, str(path))

@@ -88,6 +88,60 @@ ALIGN = 4096  # tensor offsets in the data file are page-aligned (lets ONNX Runt
 COPY_CHUNK = 64 * 1024 ** 2
 
 
+def external_range(tensor, folder: Path) -> tuple[Path, int, int]:
+    """(file, offset, length) of an external tensor's bytes (a missing length: to the end of the file)."""
+    info = {e.key: e.value for e in tensor.external_data}
+    file = Path(folder) / info["location"]
+    start = int(info.get("offset", 0))
+    return file, start, int(info["length"]) if "length" in info else file.stat().st_size - start
+
+
+def read_range(file: Path, start: int, length: int):
+    """The bytes [start, start + length) of `file`, in chunks of at most COPY_CHUNK."""
+    with open(file, "rb") as f:
+        f.seek(start)
+        left = length
+        while left:
+            block = f.read(min(COPY_CHUNK, left))
+            if not block:
+                raise RuntimeError(f"{file}: shorter than the tensors pointing into it say")
+            yield block
+            left -= len(block)
+
+
+class DataFile:
+    """One external-data file being written: each tensor's bytes appended at a page-aligned offset, and the
+    tensor pointed at them (the layout of every data file pyner writes)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.offset = 0
+
+    def __enter__(self) -> "DataFile":
+        self.out = open(self.path, "wb")
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        self.out.close()
+        return False
+
+    def add(self, tensor, chunks) -> None:
+        import onnx
+
+        start = self.offset
+        for chunk in chunks:
+            self.out.write(chunk)
+            self.offset += len(chunk)
+        tensor.data_location = onnx.TensorProto.EXTERNAL
+        del tensor.external_data[:]
+        for key, value in (("location", self.path.name), ("offset", str(start)), ("length", str(self.offset - start))):
+            e = tensor.external_data.add()
+            e.key, e.value = key, value
+        pad = -self.offset % ALIGN
+        self.out.write(b"\0" * pad)
+        self.offset += pad
+
+
 def consolidate(src: Path, dst: Path) -> None:
     """Write the graph `src` as `dst` + `dst`.data holding every tensor over 1 KiB, streaming the bytes
     from `src`'s external files (or its embedded raw data) in chunks: memory stays at one chunk, not the
@@ -96,38 +150,15 @@ def consolidate(src: Path, dst: Path) -> None:
 
     src, dst = Path(src), Path(dst)
     model = onnx.load(str(src), load_external_data=False)
-    data = data_file(dst)
-    offset = 0
-    with open(data, "wb") as out:
+    with DataFile(data_file(dst)) as data:
         for t in _tensors(model):
             if t.data_location == onnx.TensorProto.EXTERNAL:
-                info = {e.key: e.value for e in t.external_data}
-                start, length = int(info.get("offset", 0)), info.get("length")
-                with open(src.parent / info["location"], "rb") as f:
-                    f.seek(start)
-                    length = int(length) if length is not None else os.fstat(f.fileno()).st_size - start
-                    left = length
-                    while left:
-                        block = f.read(min(COPY_CHUNK, left))
-                        if not block:
-                            raise RuntimeError(f"{src.parent / info['location']}: shorter than tensor {t.name!r} needs")
-                        out.write(block)
-                        left -= len(block)
+                file, start, length = external_range(t, src.parent)
+                data.add(t, read_range(file, start, length))
             elif t.HasField("raw_data") and len(t.raw_data) > 1024:
-                length = len(t.raw_data)
-                out.write(t.raw_data)
+                raw = t.raw_data
                 t.ClearField("raw_data")
-            else:
-                continue
-            del t.external_data[:]
-            t.data_location = onnx.TensorProto.EXTERNAL
-            for k, v in (("location", data.name), ("offset", str(offset)), ("length", str(length))):
-                e = t.external_data.add()
-                e.key, e.value = k, v
-            offset += length
-            pad = -offset % ALIGN
-            out.write(b"\0" * pad)
-            offset += pad
+                data.add(t, [raw])
     onnx.save_model(model, str(dst))
     share_modes(dst.parent)
 
@@ -230,10 +261,7 @@ def write_embedded(src: Path, dst: Path) -> None:
         if init.data_location != onnx.TensorProto.EXTERNAL:
             parts.append((init.SerializeToString(), None))
             continue
-        info = {e.key: e.value for e in init.external_data}
-        file = src.parent / info["location"]
-        start = int(info.get("offset", 0))
-        length = int(info["length"]) if "length" in info else file.stat().st_size - start
+        file, start, length = external_range(init, src.parent)
         head = onnx.TensorProto()
         head.CopyFrom(init)
         head.data_location = onnx.TensorProto.DEFAULT
@@ -258,16 +286,8 @@ def write_embedded(src: Path, dst: Path) -> None:
             out.write(head)
             if ext is None:
                 continue
-            file, start, length = ext
-            with open(file, "rb") as f:
-                f.seek(start)
-                left = length
-                while left:
-                    block = f.read(min(COPY_CHUNK, left))
-                    if not block:
-                        raise RuntimeError(f"{file}: shorter than the tensors {src} says it holds")
-                    out.write(block)
-                    left -= len(block)
+            for block in read_range(*ext):
+                out.write(block)
     share_modes(dst.parent)
 
 
@@ -332,9 +352,9 @@ def _rows(tensor, folder: Path, rows: int = 16384):
         for r in range(0, data.shape[0], rows):
             yield data[r:r + rows]
         return
-    info = {e.key: e.value for e in tensor.external_data}
-    with open(Path(folder) / info["location"], "rb") as f:
-        f.seek(int(info.get("offset", 0)))
+    file, start, _ = external_range(tensor, folder)
+    with open(file, "rb") as f:
+        f.seek(start)
         left = int(tensor.dims[0])
         while left:
             n = min(rows, left)
@@ -355,9 +375,7 @@ def unpark(path: Path, parked: dict, *, source: Path | None = None, to_fp16=None
     path = Path(path)
     graph = onnx.load(str(path), load_external_data=False)
     found = set()
-    data = path.with_name(f"{path.stem}.parked.data")
-    offset = 0
-    with open(data, "wb") if to_fp16 is not None else contextlib.nullcontext() as out:
+    with DataFile(path.with_name(f"{path.stem}.parked.data")) if to_fp16 is not None else contextlib.nullcontext() as data:
         for init in graph.graph.initializer:
             original = parked.get(init.name)
             if original is None:
@@ -367,23 +385,11 @@ def unpark(path: Path, parked: dict, *, source: Path | None = None, to_fp16=None
                 init.CopyFrom(original)
                 continue
             half = init.data_type == onnx.TensorProto.FLOAT16
-            length = 0
-            for block in _rows(original, source or path.parent):
-                raw = (to_fp16(block).astype("float16") if half else block).tobytes()
-                out.write(raw)
-                length += len(raw)
             del init.dims[:]
             init.dims.extend(original.dims)
             init.ClearField("raw_data")
-            init.data_location = onnx.TensorProto.EXTERNAL
-            del init.external_data[:]
-            for key, value in (("location", data.name), ("offset", str(offset)), ("length", str(length))):
-                e = init.external_data.add()
-                e.key, e.value = key, value
-            offset += length
-            pad = -offset % ALIGN
-            out.write(b"\0" * pad)
-            offset += pad
+            data.add(init, ((to_fp16(block).astype("float16") if half else block).tobytes()
+                            for block in _rows(original, source or path.parent)))
     if found != set(parked):
         raise RuntimeError(f"{path}: the conversion dropped the initializers {sorted(set(parked) - found)}")
     for vi in graph.graph.value_info:
