@@ -156,9 +156,10 @@ def test_the_sidecar_serves_an_external_data_artifact(artifact_factory):
 
 
 @pytest.mark.parametrize("precision", ["int8", "fp16"])
-def test_parked_embedding_tables_change_nothing(precision, artifact_factory, checkpoint_factory, tmp_path, monkeypatch):
-    """Large models' embedding tables are kept out of the quantizer's / fp16 converter's copies (parked as
-    one-row stand-ins, put back or converted block by block): the artifact must be the one they would make."""
+def test_parked_weights_change_nothing(precision, artifact_factory, checkpoint_factory, tmp_path, monkeypatch):
+    """Large models' weights are kept out of the fp16 converter's copies (all of them, as one-row stand-ins,
+    converted block by block) and the quantizer's (all it does not read, as shape-only stand-ins, put back):
+    the artifact must be the one they would make, to the byte (model.onnx's sha256, then the golden fixtures)."""
     from pyner_export import onnxio
     from pyner_export.package import package
 
@@ -167,7 +168,10 @@ def test_parked_embedding_tables_change_nothing(precision, artifact_factory, che
     kw = {"guard": False} if precision == "int8" else {}
     parked = tmp_path / "parked"
     package(checkpoint_factory("xlm-roberta"), parked, precision=precision, quiet=True, **kw)
-    assert _golden(parked) == _golden(artifact_factory("xlm-roberta", precision, **kw))
+    oracle = artifact_factory("xlm-roberta", precision, **kw)
+    sha = [json.loads((f / "pyner.json").read_text())["files"]["model.onnx"]["sha256"] for f in (parked, oracle)]
+    assert sha[0] == sha[1]
+    assert _golden(parked) == _golden(oracle)
 
 
 _real_rows = __import__("pyner_export.onnxio", fromlist=["_rows"])._rows
