@@ -121,13 +121,41 @@ root / testArtifacts := {
   out
 }
 
+// A Spark home for Spark's local-cluster[N,cores,MB] master, whose workers launch each executor as a
+// separate JVM with SPARK_HOME/jars/* on its class path: jars/ links every runtime dependency jar this
+// build resolved from Maven Central (Spark itself, pyner-jvm, DJL, ONNX Runtime, ...), one folder per
+// Scala version. The sample's own classes reach the executors through spark.executor.extraClassPath.
+val sparkHome = taskKey[File]("a Spark home (jars/ = the runtime dependency jars) for local-cluster masters")
+root / sparkHome := {
+  val home = crossTarget.value / "spark-home"
+  val jars = home / "jars"
+  val deps = (Runtime / dependencyClasspath).value.files.filter(f => f.isFile && f.getName.endsWith(".jar"))
+  IO.delete(jars) // links only: the jars themselves stay in the coursier cache
+  IO.delete(home / "work") // the workers' folders of earlier runs (executor logs, unpacked artifacts)
+  IO.createDirectory(jars)
+  val seen = scala.collection.mutable.Set.empty[String]
+  for ((jar, i) <- deps.zipWithIndex) {
+    val name = if (seen.add(jar.getName)) jar.getName else s"$i-${jar.getName}" // two artifacts, one file name
+    val link = (jars / name).toPath
+    try java.nio.file.Files.createSymbolicLink(link, jar.toPath)
+    catch { case _: UnsupportedOperationException | _: java.io.IOException => IO.copyFile(jar, link.toFile) }
+  }
+  streams.value.log.debug(s"spark home $home: ${deps.size} jars")
+  home
+}
+// What a local-cluster master needs in the driver's JVM: the Spark home, the Scala version Spark's
+// launcher would otherwise look for in a Spark source tree, the sample's classes for the executors.
+def localClusterEnv(home: File, scalaBinary: String): Map[String, String] =
+  Map("SPARK_HOME" -> home.getPath, "SPARK_SCALA_VERSION" -> scalaBinary)
+
 root / run / fork := true
-root / run / envVars ++= jvmEnv
-root / run / javaOptions ++= Seq("-Xmx1g", s"-Dlog4j2.configurationFile=${baseDirectory.value / "conf" / "log4j2.properties"}") ++ sparkJavaOptions
+root / run / envVars ++= jvmEnv ++ localClusterEnv((root / sparkHome).value, scalaBinaryVersion.value)
+root / run / javaOptions ++= Seq("-Xmx1g", s"-Dlog4j2.configurationFile=${baseDirectory.value / "conf" / "log4j2.properties"}") ++ sparkJavaOptions ++
+  Seq(s"-Dspark.executor.extraClassPath=${(Compile / classDirectory).value}")
 root / run / connectInput := true
 
 root / Test / fork := true
-root / Test / envVars ++= jvmEnv
+root / Test / envVars ++= jvmEnv ++ localClusterEnv((root / sparkHome).value, scalaBinaryVersion.value)
 root / Test / javaOptions ++= Seq("-Xmx1536m", "-Xss4m") ++ sparkJavaOptions ++ Seq(
   s"-Dpyner.bin=${(root / pynerBin).value}",
   s"-Dpyner.testArtifacts=${(root / testArtifactsDir).value}",
@@ -135,6 +163,7 @@ root / Test / javaOptions ++= Seq("-Xmx1536m", "-Xss4m") ++ sparkJavaOptions ++ 
   s"-Dpyner.runtimeClasspath=${(Runtime / fullClasspath).value.files.mkString(java.io.File.pathSeparator)}",
   s"-Dpyner.sparkJavaOptions=${sparkJavaOptions.mkString(" ")}",
   s"-Dpyner.log4j=${baseDirectory.value / "conf" / "log4j2.properties"}",
+  s"-Dpyner.executorClassPath=${(Compile / classDirectory).value}",
   s"-Dpyner.wikigold=${sys.env.getOrElse("PYNER_WIKIGOLD", ((ThisBuild / repoRoot).value.getParentFile / "shared" / "data" / "ner" / "wikigold" / "test.bio").getPath)}",
 )
 root / Test / testOptions += Tests.Argument(TestFrameworks.ScalaTest, "-oDF")

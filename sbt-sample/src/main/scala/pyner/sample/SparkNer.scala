@@ -46,7 +46,7 @@ object SparkNer {
   final case class BadLine(line: Long, error: String)
   final case class Result(id: String, entities: Seq[Ent])
   final case class Summary(documents: Long, badLineCount: Long, firstBadLines: Seq[BadLine], output: String,
-                           badLinesOutput: Option[String], seconds: Double)
+                           badLinesOutput: Option[String], seconds: Double, modelLoads: Seq[ModelLoad] = Nil)
 
   val Usage: String =
     """usage: SparkNer --artifact DIR --input FILE --output DIR [--format jsonl|parquet] [--aggregation simple]
@@ -100,17 +100,42 @@ object SparkNer {
     // Under spark-submit the master comes from there; from sbt it defaults to local[2].
     if (!sys.props.contains("spark.master")) {
       val master = o.master.getOrElse("local[2]")
+      checkLocalCluster(master, sys.env.get("SPARK_HOME").orElse(sys.props.get("spark.home")))
       builder.master(master)
       if (master.startsWith("local")) builder.config("spark.driver.bindAddress", "127.0.0.1").config("spark.driver.host", "127.0.0.1")
+      // every executor JVM registered (or 30 s passed) before the first task: else the first one up runs them all
+      if (master.startsWith("local-cluster")) builder.config("spark.scheduler.minRegisteredResourcesRatio", "1.0")
     }
     val spark = builder.config("spark.ui.enabled", "false").getOrCreate()
     try {
       val s = run(spark, o)
       println(f"SparkNer: ${s.documents} documents -> ${s.output} (${o.format}) in ${s.seconds}%.1f s " +
         f"(${s.documents / math.max(s.seconds, 1e-9)}%.1f docs/s)")
+      println("SparkNer: " + loadsLine(s.modelLoads))
       report(s).foreach(line => System.err.println("SparkNer: " + line))
     } finally spark.stop()
   })
+
+  /** One line on the model loads the executors reported: how many JVMs, and each one's loads. */
+  def loadsLine(loads: Seq[ModelLoad]): String = {
+    val byJvm = loads.groupBy(l => (l.executorId, l.pid)).toSeq.sortBy(_._1._1)
+    s"${loads.size} model load(s) in ${byJvm.size} executor JVM(s): " +
+      byJvm.map { case ((id, pid), ls) => s"executor $id (pid $pid) ${ls.size}" }.mkString(", ")
+  }
+
+  /** local-cluster[N,cores,MB] starts N workers whose executors are separate JVMs launched from
+    * SPARK_HOME/jars: without that folder they die at start and the job waits for ever, so refuse first.
+    */
+  def checkLocalCluster(master: String, sparkHome: Option[String]): Unit =
+    if (master.startsWith("local-cluster")) {
+      val jars = sparkHome.map(h => Paths.get(h, "jars"))
+      if (!jars.exists(j => java.nio.file.Files.isDirectory(j)))
+        throw SampleError.usage(s"--master $master launches executor JVMs from SPARK_HOME/jars, " +
+          (sparkHome match {
+            case Some(h) => s"and $h/jars is not a folder"
+            case None    => "and SPARK_HOME is not set"
+          }) + " (sbt-sample/sbtw's run sets SPARK_HOME to target/scala-*/spark-home; or use a Spark distribution)")
+    }
 
   /** The lines to print about bad input (none when there was none). */
   def report(s: Summary): Seq[String] =
@@ -139,10 +164,12 @@ object SparkNer {
         throw SampleError.usage(s"output $p already exists; remove it or choose another --output")
     }
 
-    // Where executors find the artifact: a path they all see, or a copy shipped with the job.
+    // Where executors find the artifact: a path they all see, or a copy shipped with the job (one
+    // archive through addArchive: a folder through addFile is refused by every non-local master).
     val locate: ArtifactLocation =
-      if (o.shipArtifact) { sc.addFile(artifactDir.toString, true); Shipped(artifactDir.getFileName.toString) }
-      else SharedPath(artifactDir.toString)
+      if (o.shipArtifact) ShipArtifact.ship(sc, artifactDir) else SharedPath(artifactDir.toString)
+    // Every model load, reported by the executor JVM that made it (executor id, pid, folder).
+    val loadsSeen = sc.collectionAccumulator[ModelLoad]("pyner model loads")
 
     val name = o.input
     val lines = (if (o.partitions > 0) sc.textFile(o.input, o.partitions) else sc.textFile(o.input)).zipWithIndex()
@@ -163,7 +190,9 @@ object SparkNer {
       val (batchSize, threads, digest, device, onMissingGpu) = (o.batchSize, o.threads, o.expectDigest, o.device, o.onMissingGpu)
       // START spark
       val results = parsed.flatMap(_.toOption).mapPartitions { docs =>
-        val model = ExecutorModel.get(locate.resolve(), threads, digest, device, onMissingGpu) // once per executor JVM
+        val dir = locate.resolve()
+        val model = ExecutorModel.get(dir, threads, digest, device, onMissingGpu) // once per executor JVM
+        ExecutorModel.drainLoads(dir).foreach(loadsSeen.add) // reported once, by a task of the JVM that loaded it
         docs.grouped(batchSize).flatMap { batch =>
           val entities = model.predict(batch.map(_.text).asJava, strategy).asScala
           batch.zip(entities).map { case (doc, ents) => Result(doc.id, ents.asScala.toSeq.map(Ent.of)) }
@@ -178,7 +207,7 @@ object SparkNer {
         bad.toDS().coalesce(1).write.mode(SaveMode.ErrorIfExists).option("compression", "none").json(badOut)
         Some(badOut)
       } else None
-      Summary(documents, badCount, firstBad, o.output, badOutput, seconds)
+      Summary(documents, badCount, firstBad, o.output, badOutput, seconds, loadsSeen.value.asScala.toSeq.sortBy(_.executorId))
     } finally parsed.unpersist()
   }
 }
@@ -187,8 +216,90 @@ object SparkNer {
 sealed trait ArtifactLocation extends Serializable { def resolve(): String }
 /** A path every node sees (a shared mount, or the local disk in local mode). */
 final case class SharedPath(path: String) extends ArtifactLocation { def resolve(): String = path }
-/** Shipped by the driver with SparkContext.addFile(dir, recursive = true); found with SparkFiles. */
-final case class Shipped(name: String) extends ArtifactLocation { def resolve(): String = SparkFiles.get(name) }
+/** Shipped by the driver as one archive (see [[ShipArtifact]]); each executor finds it unpacked with
+  * SparkFiles.get(archive name).
+  */
+final case class Shipped(name: String) extends ArtifactLocation {
+  def resolve(): String = {
+    val dir = Paths.get(SparkFiles.get(name)).toAbsolutePath.normalize
+    if (!java.nio.file.Files.isRegularFile(dir.resolve("pyner.json")))
+      throw new IllegalStateException(s"shipped artifact $name: no pyner.json in $dir on this executor " +
+        "(it is added with SparkContext.addArchive by the driver; was the archive unpacked?)")
+    dir.toString
+  }
+}
+
+/** `--ship-artifact`: the artifact folder goes to the executors as ONE zip archive, added with
+  * SparkContext.addArchive (what `spark-submit --archives` does). Spark serves it from the driver,
+  * copies it to each executor once and unpacks it there into SparkFiles.get(name), on every master
+  * (local, local-cluster, standalone, YARN, Kubernetes). A folder given to addFile(dir, recursive =
+  * true) is accepted only by a local master; files added one by one would land flat in the
+  * executors' SparkFiles folder, mixed with every other added file, and a model.onnx.data must sit
+  * beside its model.onnx: one archive keeps the folder whole and is one transfer.
+  *
+  * Entries are STORED (not compressed): ONNX weights are float noise that deflate barely shrinks,
+  * and packing or unpacking a 2 GB model should cost a copy, not minutes of CPU. The archive is
+  * written once per driver JVM and artifact version into java.io.tmpdir (free space there: the
+  * artifact's size), named FOLDER-DIGEST12.zip so that another version of the artifact is another
+  * name, and removed when the driver exits.
+  */
+object ShipArtifact {
+  private val packed = new ConcurrentHashMap[String, java.nio.file.Path]()
+
+  /** The archive's name for an artifact folder: its folder name and the first 12 hex digits of its digest. */
+  def archiveName(artifactDir: java.nio.file.Path): String = {
+    val sha = java.security.MessageDigest.getInstance("SHA-256")
+      .digest(java.nio.file.Files.readAllBytes(artifactDir.resolve("pyner.json")))
+    s"${artifactDir.getFileName}-${java.util.HexFormat.of().formatHex(sha).take(12)}.zip"
+  }
+
+  /** Packs the folder (once per JVM and version), adds the archive to the context (once), returns where executors find it. */
+  def ship(sc: org.apache.spark.SparkContext, artifactDir: java.nio.file.Path): Shipped = {
+    val name = archiveName(artifactDir)
+    val archive = packed.compute(name, (_, known) =>
+      if (known != null && java.nio.file.Files.isRegularFile(known)) known
+      else {
+        val dir = java.nio.file.Files.createTempDirectory("pyner-ship")
+        dir.toFile.deleteOnExit()
+        val zip = dir.resolve(name)
+        pack(artifactDir, zip)
+        zip.toFile.deleteOnExit()
+        zip
+      })
+    if (!sc.listArchives().exists(a => a.stripSuffix("/").endsWith("/" + name))) sc.addArchive(archive.toUri.toString)
+    Shipped(name)
+  }
+
+  /** Writes every regular file under `dir` into `zip` as a STORED entry (its path relative to `dir`), in name order. */
+  def pack(dir: java.nio.file.Path, zip: java.nio.file.Path): Unit = {
+    import java.nio.file.Files
+    val walk = Files.walk(dir)
+    val files = try walk.iterator().asScala.filter(f => Files.isRegularFile(f)).toVector.sortBy(f => dir.relativize(f).toString)
+                finally walk.close()
+    val buffer = new Array[Byte](1 << 20)
+    def eachChunk(f: java.nio.file.Path)(use: Int => Unit): Unit = {
+      val in = Files.newInputStream(f)
+      try { var n = in.read(buffer); while (n >= 0) { if (n > 0) use(n); n = in.read(buffer) } } finally in.close()
+    }
+    val out = new java.util.zip.ZipOutputStream(new java.io.BufferedOutputStream(Files.newOutputStream(zip), 1 << 20))
+    try files.foreach { f =>
+      val crc = new java.util.zip.CRC32()
+      eachChunk(f)(n => crc.update(buffer, 0, n)) // STORED entries carry their CRC and size before the data
+      val entry = new java.util.zip.ZipEntry(dir.relativize(f).toString.replace(java.io.File.separatorChar, '/'))
+      entry.setMethod(java.util.zip.ZipEntry.STORED)
+      entry.setSize(Files.size(f))
+      entry.setCompressedSize(Files.size(f))
+      entry.setCrc(crc.getValue)
+      entry.setTime(0L)
+      out.putNextEntry(entry)
+      eachChunk(f)(n => out.write(buffer, 0, n))
+      out.closeEntry()
+    } finally out.close()
+  }
+}
+
+/** One model load, as the executor JVM that made it reports it. */
+final case class ModelLoad(executorId: String, pid: Long, artifactDir: String, sparkFilesRoot: String, loadInJvm: Int, seconds: Double)
 
 /** One pyner model per executor JVM and artifact folder: loaded by the first task that asks, shared
   * by the JVM's concurrent tasks (PynerModel is thread-safe), closed by a shutdown hook when the
@@ -204,16 +315,33 @@ object ExecutorModel {
           onMissingGpu: OnMissingGpu = OnMissingGpu.FAIL): PynerModel = {
     hook // registered once, on first use
     models.computeIfAbsent(artifactDir, dir => {
-      loadCount.incrementAndGet()
+      val started = System.nanoTime()
       val builder = PynerModel.builder().setArtifact(Paths.get(dir)).optThreads(threads)
         .optDevice(device).optOnMissingGpu(onMissingGpu) // cuda:N needs onnxruntime_gpu (docs/scala.md)
       expectDigest.foreach(d => builder.optExpectDigest(d)) // refuses any other artifact
-      builder.build()
+      val model = builder.build()
+      loaded(dir, loadCount.incrementAndGet(), (System.nanoTime() - started) / 1e9) // counted, logged, queued for the driver
+      model
     })
   }
   // END executor-model
 
   def loads: Int = loadCount.get()
+
+  // Loads not yet reported; the task that finds one here reports it (each load drained exactly once).
+  private val unreported = new java.util.concurrent.ConcurrentLinkedQueue[ModelLoad]()
+
+  private def loaded(dir: String, n: Int, seconds: Double): Unit = {
+    val env = Option(org.apache.spark.SparkEnv.get)
+    val load = ModelLoad(env.map(_.executorId).getOrElse("-"), ProcessHandle.current().pid(), dir,
+      if (env.isDefined) Paths.get(SparkFiles.getRootDirectory()).toAbsolutePath.normalize.toString else "-", n, seconds)
+    System.err.println(f"ExecutorModel: loaded $dir in $seconds%.1f s (executor ${load.executorId}, pid ${load.pid}, load #$n in this JVM)")
+    unreported.add(load)
+  }
+
+  /** This JVM's loads of `artifactDir` not yet reported, taken off the queue (SparkNer adds them to an accumulator). */
+  def drainLoads(artifactDir: String): Seq[ModelLoad] =
+    unreported.iterator().asScala.filter(_.artifactDir == artifactDir).toVector.filter(l => unreported.remove(l))
 
   private def onShutdown(): Unit = {
     val n = closeAll()

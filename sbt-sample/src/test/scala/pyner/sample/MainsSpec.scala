@@ -78,7 +78,13 @@ class MainsSpec extends AnyFunSuite {
     assert(report.head == s"SparkNer: 1 bad input line(s) skipped (policy: report), all listed in $out.bad-lines")
     assert(report(1).startsWith(s"SparkNer:   $input:2: invalid JSON ("), report(1))
     assert(report.size == 2)
-    assert(ran.errLines("ExecutorModel:") == Seq("ExecutorModel: closed 1 pyner model(s) at JVM shutdown"))
+    // one load, logged by the JVM that made it (local[2]: the driver's) and reported on stdout; closed at exit
+    val model = ran.errLines("ExecutorModel:")
+    assert(model.size == 2, model)
+    assert(model.head.startsWith(s"ExecutorModel: loaded ${artifact("bert-fp32")} in ") &&
+      model.head.contains(" s (executor driver, pid ") && model.head.endsWith(", load #1 in this JVM)"), model.head)
+    assert(model(1) == "ExecutorModel: closed 1 pyner model(s) at JVM shutdown")
+    assert(ran.out.linesIterator.exists(_.matches("""SparkNer: 1 model load\(s\) in 1 executor JVM\(s\): executor driver \(pid \d+\) 1""")), ran.out)
     val written = Files.list(out).iterator().asScala.filter(_.getFileName.toString.startsWith("part-"))
       .flatMap(p => Files.readAllLines(p, UTF_8).asScala).toSeq
     assert(written.map(l => mapper.readTree(l).get("id").asText()).sorted == Seq("a", "c"))
