@@ -58,19 +58,6 @@ class ClusterSparkNerSpec extends AnyFunSuite with BeforeAndAfterAll {
   /** How many executors have registered (the status tracker lists the driver too). */
   private def registered: Int = spark.sparkContext.statusTracker.getExecutorInfos.length - 1
 
-  /** The job's output read back: id -> entities. */
-  private def readOutput(dir: Path): Map[String, Seq[Ent]] = {
-    val rows = spark.read.json(dir.toString).collect().toSeq
-    val pairs = rows.map { r =>
-      r.getAs[String]("id") -> r.getSeq[org.apache.spark.sql.Row](r.fieldIndex("entities")).map { e =>
-        Ent(e.getAs[String]("label"), e.getAs[Double]("score"), e.getAs[String]("word"),
-            e.getAs[Number]("start").intValue, e.getAs[Number]("end").intValue)
-      }
-    }
-    assert(pairs.map(_._1).distinct.size == pairs.size, "duplicate ids in the output")
-    pairs.toMap
-  }
-
   /** "ExecutorModel: loaded" lines in each executor's own stderr file (worker folder SPARK_HOME/work/APP/EXEC/stderr). */
   private def loadLinesByExecutor(appId: String): Map[String, Seq[String]] = {
     val app = sparkHome.resolve("work").resolve(appId)
@@ -125,11 +112,7 @@ class ClusterSparkNerSpec extends AnyFunSuite with BeforeAndAfterAll {
 
     // The output, against the Python runtime on the same file.
     val python = pynerPredict(art, input)
-    val got = readOutput(out)
-    assert(got.keySet == python.keySet, s"ids differ: only Spark ${got.keySet -- python.keySet}, only Python ${python.keySet -- got.keySet}")
-    val tol = scoreTolerance(art)
-    val identical = python.keys.toSeq.sorted.map(id => assertSameEntities(s"line $id", python(id), got(id), tol)).sum
-    val entities = python.values.map(_.size).sum
+    val (entities, identical) = compareWithPython(python, readSparkOutput(spark, out, "jsonl"), art)
     assert(entities > 0)
     info(s"parity (local-cluster, $executors executor JVMs): ${sentences.size}/${python.size} documents, " +
       s"$entities entities equal, $identical with bit-identical scores")

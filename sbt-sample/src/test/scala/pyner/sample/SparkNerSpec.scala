@@ -31,26 +31,10 @@ class SparkNerSpec extends AnyFunSuite with BeforeAndAfterAll {
     ExecutorModel.closeAll()
   }
 
-  /** The job's output read back: id -> entities. */
-  private def readOutput(dir: Path, format: String): Map[String, Seq[Ent]] = {
-    val rows = spark.read.format(if (format == "parquet") "parquet" else "json").load(dir.toString).collect()
-    val pairs = rows.toSeq.map { r =>
-      val ents = r.getSeq[org.apache.spark.sql.Row](r.fieldIndex("entities")).map { e =>
-        Ent(e.getAs[String]("label"), e.getAs[Double]("score"), e.getAs[String]("word"),
-            e.getAs[Number]("start").intValue, e.getAs[Number]("end").intValue)
-      }
-      r.getAs[String]("id") -> ents
-    }
-    assert(pairs.map(_._1).distinct.size == pairs.size, "duplicate ids in the output")
-    pairs.toMap
-  }
+  private def readOutput(dir: Path, format: String): Map[String, Seq[Ent]] = readSparkOutput(spark, dir, format)
 
-  private def compare(python: Map[String, Seq[Ent]], spark: Map[String, Seq[Ent]], of: Path = art): (Int, Int) = {
-    assert(spark.keySet == python.keySet, s"ids differ: only Spark ${spark.keySet -- python.keySet}, only Python ${python.keySet -- spark.keySet}")
-    val tol = scoreTolerance(of)
-    val identical = python.keys.toSeq.sorted.map(id => assertSameEntities(s"line $id", python(id), spark(id), tol)).sum
-    (python.values.map(_.size).sum, identical)
-  }
+  private def compare(python: Map[String, Seq[Ent]], spark: Map[String, Seq[Ent]], of: Path = art): (Int, Int) =
+    compareWithPython(python, spark, of)
 
   test("WikiGold slice (plain-text lines): output equals `pyner predict` on the same file; one model load") {
     val dir = tempDir("spark-wikigold")

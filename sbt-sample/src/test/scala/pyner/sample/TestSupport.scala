@@ -124,6 +124,28 @@ object TestSupport {
     c.identicalScores
   }
 
+  /** A Spark job's output read back (jsonl or parquet): id -> entities. */
+  def readSparkOutput(spark: org.apache.spark.sql.SparkSession, dir: Path, format: String): Map[String, Seq[Ent]] = {
+    val rows = spark.read.format(if (format == "parquet") "parquet" else "json").load(dir.toString).collect()
+    val pairs = rows.toSeq.map { r =>
+      val ents = r.getSeq[org.apache.spark.sql.Row](r.fieldIndex("entities")).map { e =>
+        Ent(e.getAs[String]("label"), e.getAs[Double]("score"), e.getAs[String]("word"),
+            e.getAs[Number]("start").intValue, e.getAs[Number]("end").intValue)
+      }
+      r.getAs[String]("id") -> ents
+    }
+    assert(pairs.map(_._1).distinct.size == pairs.size, "duplicate ids in the output")
+    pairs.toMap
+  }
+
+  /** Spark's entities against the Python runtime's, id by id: (entities, texts with bit-identical scores). */
+  def compareWithPython(python: Map[String, Seq[Ent]], spark: Map[String, Seq[Ent]], of: Path): (Int, Int) = {
+    assert(spark.keySet == python.keySet, s"ids differ: only Spark ${spark.keySet -- python.keySet}, only Python ${python.keySet -- spark.keySet}")
+    val tol = scoreTolerance(of)
+    val identical = python.keys.toSeq.sorted.map(id => assertSameEntities(s"line $id", python(id), spark(id), tol)).sum
+    (python.values.map(_.size).sum, identical)
+  }
+
   def freePort(): Int = { val s = new ServerSocket(0); try s.getLocalPort finally s.close() }
 
   /** A `pyner serve` subprocess on a free loopback port; stopped (SIGTERM, then kill) by `close`. */
