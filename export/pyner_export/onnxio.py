@@ -215,10 +215,7 @@ def place(src: Path, folder: Path, *, external: bool) -> str | None:
             consolidate(src, dst)
         check_layout(dst)
         return data_file(dst).name
-    if locations:
-        write_embedded(src, dst)
-    else:
-        os.replace(src, dst)
+    write_embedded(src, dst)  # also when nothing is outside: one encoding of a model, whatever path made it
     return None
 
 
@@ -250,21 +247,26 @@ def write_embedded(src: Path, dst: Path) -> None:
 
     src, dst = Path(src), Path(dst)
     model = onnx.load(str(src), load_external_data=False)
+    # One encoding whatever path made the model: a tensor that is embedded has no data_location field
+    # (onnx writes DEFAULT explicitly on tensors it has moved back in, the converters do not), so the same
+    # model gives the same bytes, and the manifest the same sha256, however its weights travelled.
     for node in model.graph.node:  # Constant values kept outside (small): embedded the ordinary way
         for a in node.attribute:
             if a.HasField("t") and a.t.data_location == onnx.TensorProto.EXTERNAL:
                 onnx.external_data_helper.load_external_data_for_tensor(a.t, str(src.parent))
-                a.t.data_location = onnx.TensorProto.DEFAULT
                 del a.t.external_data[:]
+            if a.HasField("t"):
+                a.t.ClearField("data_location")
     parts = []  # (tensor header bytes, (file, offset, length) of its raw data or None)
     for init in model.graph.initializer:
         if init.data_location != onnx.TensorProto.EXTERNAL:
+            init.ClearField("data_location")
             parts.append((init.SerializeToString(), None))
             continue
         file, start, length = external_range(init, src.parent)
         head = onnx.TensorProto()
         head.CopyFrom(init)
-        head.data_location = onnx.TensorProto.DEFAULT
+        head.ClearField("data_location")
         del head.external_data[:]
         parts.append((head.SerializeToString() + _key(_TENSOR_RAW_DATA) + _varint(length), (file, start, length)))
     graph = onnx.GraphProto()
