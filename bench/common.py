@@ -95,7 +95,7 @@ def machine_info() -> dict:
             "threads_per_core": fields.get("Thread(s) per core"),
             "l2": fields.get("L2 cache"), "l3": fields.get("L3 cache"),
             "hypervisor": fields.get("Hypervisor vendor"),
-            "isa": [f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_int8", "amx_bf16")
+            "isa": [f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile", "amx_int8", "amx_bf16")
                     if f in flags],
         }
     except (OSError, subprocess.SubprocessError, ValueError):
@@ -115,7 +115,7 @@ def versions() -> dict:
     import importlib.metadata as md
 
     out = {}
-    for dist in ("numpy", "onnxruntime", "onnxruntime-gpu", "tokenizers", "torch", "transformers", "onnx"):
+    for dist in ("numpy", "onnxruntime", "onnxruntime-gpu", "tokenizers", "torch", "transformers", "onnx", "openvino"):
         try:
             out[dist] = md.version(dist)
         except md.PackageNotFoundError:

@@ -82,7 +82,11 @@ class OrtRunner:
 
 
 class TorchRunner:
-    """transformers' AutoModelForTokenClassification in PyTorch eager mode (inference_mode)."""
+    """transformers' AutoModelForTokenClassification in PyTorch eager mode (inference_mode).
+
+    Precisions: fp32; fp16 (CUDA); bf16 (the model loaded with `dtype=torch.bfloat16`: the one line a
+    user changes on a CPU with bf16 matrix units, AVX512_BF16 or AMX); bf16-autocast (float32 weights,
+    run under `torch.autocast("cpu", dtype=torch.bfloat16)`)."""
 
     engine = "pytorch"
 
@@ -96,10 +100,12 @@ class TorchRunner:
         self.cuda = cuda
         self.precision = precision
         self.device = "cuda" if cuda else "cpu"
-        model = tf.AutoModelForTokenClassification.from_pretrained(checkpoint).eval()
+        kwargs = {"dtype": torch.bfloat16} if precision == "bf16" else {}
+        model = tf.AutoModelForTokenClassification.from_pretrained(checkpoint, **kwargs).eval()
         if precision == "fp16":
             model = model.half()
         self.model = model.to(self.device)
+        self.autocast = precision == "bf16-autocast"
         import inspect
 
         self.inputs = [k for k in ("input_ids", "attention_mask", "token_type_ids")
@@ -108,16 +114,56 @@ class TorchRunner:
     def prepare(self, batch: dict) -> dict:
         return {k: self.torch.from_numpy(batch[k]).to(self.device) for k in self.inputs}
 
+    def _context(self):
+        import contextlib
+
+        if self.autocast:
+            return self.torch.autocast(self.device, dtype=self.torch.bfloat16)
+        return contextlib.nullcontext()
+
     def run(self, prepared) -> None:
-        with self.torch.inference_mode():
+        with self.torch.inference_mode(), self._context():
             self.model(**prepared).logits
         if self.cuda:
             self.torch.cuda.synchronize()
 
     def logits(self, batch: dict) -> np.ndarray:
-        with self.torch.inference_mode():
+        with self.torch.inference_mode(), self._context():
             out = self.model(**self.prepare(batch)).logits
         return out.float().cpu().numpy()
+
+
+class OpenVinoRunner:
+    """OpenVINO's CPU plugin on the plain ONNX export (what a user would hand it: pyner's optimized graph has
+    ONNX Runtime's fused operators, which OpenVINO does not read). Precision "default" leaves the
+    plugin's inference precision hint as it is (bf16 on a CPU with AVX512_BF16 or AMX, f32 elsewhere:
+    `self.precision` says which it chose); "fp32" forces f32. Threads: INFERENCE_NUM_THREADS."""
+
+    engine = "openvino"
+
+    def __init__(self, path, *, threads: int, precision: str = "default"):
+        try:
+            import openvino as ov
+        except ImportError as exc:  # a contender, not a baseline: the run goes on without it
+            raise Skip(f"OpenVINO is not installed ({exc}): pip install 'pyner[bench]'") from exc
+        core = ov.Core()
+        config = {"INFERENCE_NUM_THREADS": int(threads)}
+        if precision == "fp32":
+            config["INFERENCE_PRECISION_HINT"] = "f32"
+        self.compiled = core.compile_model(str(path), "CPU", config)
+        chosen = self.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()  # "bf16", "f16", "f32"
+        self.precision = {"bf16": "bf16", "f16": "fp16"}.get(chosen, "fp32")
+        self.inputs = [p.get_any_name() for p in self.compiled.inputs]
+        self.request = self.compiled.create_infer_request()
+
+    def prepare(self, batch: dict) -> dict:
+        return {k: batch[k] for k in self.inputs}
+
+    def run(self, prepared) -> None:
+        self.request.infer(prepared)
+
+    def logits(self, batch: dict) -> np.ndarray:
+        return np.array(self.compiled.create_infer_request().infer(self.prepare(batch))[0], dtype=np.float32)
 
 
 def agreement(logits: np.ndarray, reference: np.ndarray, mask: np.ndarray | None = None) -> dict:

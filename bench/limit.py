@@ -1,7 +1,7 @@
 """Scenario `limit`: how close to the machine's arithmetic limit each configuration runs.
 
 Measured in the same run: the fp32 GEMM peak (numpy/OpenBLAS, ONNX Runtime's MatMul, PyTorch's
-mm when installed) and the int8 GEMM peak (ONNX Runtime's MatMulInteger, u8 x s8 -> s32, the
+mm when installed), the bf16 peak (PyTorch's mm on bf16 tensors: oneDNN on AMX or AVX512_BF16) and the int8 GEMM peak (ONNX Runtime's MatMulInteger, u8 x s8 -> s32, the
 kernel dynamic quantization uses), each on a large square and on the model's own GEMM shapes
 (2048 rows = 8 documents x 256 tokens, times the QKV/output, feed-forward up and down weights).
 The limit is the best of all of them: the fastest GEMM this machine was seen to run. The model's FLOPs per 256-token document follow
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .common import Context, gpu_info, timeit
+from .common import Context, gpu_info, machine_info, timeit
 
 NAME = "limit"
 
@@ -47,6 +47,22 @@ def _ort_gemm(m: int, k: int, n: int, threads: int, int8: bool):
     return lambda: sess.run(None, {"A": a})
 
 
+def matrix_features(isa: list[str]) -> str:
+    """What the CPU's matrix units offer, from its lscpu flags: the figures mean little without it."""
+    have = set(isa)
+    parts = []
+    if {"amx_tile", "amx_int8"} & have or "amx_bf16" in have:
+        parts.append("AMX (" + ", ".join(f for f in ("amx_int8", "amx_bf16") if f in have) + ")")
+    if "avx512_vnni" in have or "avx_vnni" in have:
+        parts.append("VNNI (" + ", ".join(f for f in ("avx512_vnni", "avx_vnni") if f in have) + ")")
+    if "avx512_bf16" in have:
+        parts.append("AVX512_BF16")
+    if not parts:
+        parts.append("no int8/bf16 matrix instructions (" + ("AVX-512" if "avx512f" in have else "AVX2" if "avx2" in have
+                                                           else "no AVX2") + " float32 only)")
+    return "; ".join(parts)
+
+
 def run(ctx: Context) -> None:
     res = ctx.results
     n = 1024 if ctx.quick else 2048
@@ -57,7 +73,10 @@ def run(ctx: Context) -> None:
     if ctx.quick:
         shapes.pop("model-qkvo")
         shapes.pop("model-ffn-down")
-    peaks = {"fp32": 0.0, "int8": 0.0}
+    peaks = {"fp32": 0.0, "int8": 0.0, "bf16": 0.0}
+    cpu = ctx.results.data.get("meta", {}).get("machine", {}).get("cpu") or machine_info().get("cpu", {})
+    res.fact(NAME, "cpu", {"model": cpu.get("model"), "matrix": matrix_features(cpu.get("isa", []))})
+    ctx.log(f"[{NAME}] CPU {cpu.get('model')}: {matrix_features(cpu.get('isa', []))}")
     peak_kernel: dict[str, str] = {}
     ctx.log(f"[{NAME}] GEMM peaks (the best of every kernel and shape), {ctx.threads} threads")
 
@@ -66,7 +85,7 @@ def run(ctx: Context) -> None:
         m, k, nn = shape
         gflops = 2.0 * m * k * nn / t["min_s"] / 1e9
         res.row(NAME, group="gemm", config=f"{kernel} {shape_name} {m}x{k}x{nn}", engine=kernel, precision=precision,
-                threads=ctx.threads, seconds=t["min_s"], gflops=gflops, unit="GFLOP/s" if precision == "fp32" else "GOP/s",
+                threads=ctx.threads, seconds=t["min_s"], gflops=gflops, unit="GOP/s" if precision == "int8" else "GFLOP/s",
                 reps=t["reps"])
         ctx.log(f"    {kernel:12s} {precision} {shape_name:14s} {m}x{k}x{nn}: {gflops:7.1f} G/s")
         if gflops > peaks[precision]:
@@ -87,6 +106,8 @@ def run(ctx: Context) -> None:
         for shape_name, (m, k, nn) in shapes.items():
             ta, tb = torch.randn(m, k), torch.randn(k, nn)
             point("pytorch", "fp32", shape_name, lambda: torch.mm(ta, tb), (m, k, nn))
+            ha, hb = ta.bfloat16(), tb.bfloat16()  # oneDNN: AMX or AVX512_BF16 where the CPU has them
+            point("pytorch", "bf16", shape_name, lambda: torch.mm(ha, hb), (m, k, nn))
         if gpu_info() and torch.cuda.is_available():  # tensor-core peak for the GPU configurations
             for precision, dtype in (("fp16", torch.float16), ("fp32", torch.float32)):
                 ga, gb = torch.randn(8192, 8192, device="cuda", dtype=dtype), torch.randn(8192, 8192, device="cuda", dtype=dtype)
@@ -124,7 +145,7 @@ def fractions(ctx: Context, peaks: dict) -> None:
         if r.get("device", "cpu") == "cuda":
             peak_key = f"cuda-{r['precision']}"
         else:
-            peak_key = "int8" if r["precision"] == "int8" else "fp32"
+            peak_key = "int8" if r["precision"] == "int8" else "bf16" if r["precision"].startswith("bf16") else "fp32"
         peak = peaks.get(peak_key) or 0.0
         frac = r["gflops"] / peak if peak else None
         fp32_frac = r["gflops"] / peaks["fp32"] if peaks.get("fp32") else None

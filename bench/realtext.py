@@ -2,7 +2,7 @@
 
 Contenders, on the same model and the same strings, aggregation "simple":
 - transformers' pipeline (PyTorch fp32, batch_size 8; documents with the artifact's stride),
-  the baseline;
+  the baseline; the same pipeline with the model in bf16 (`dtype=torch.bfloat16`), a peer;
 - pyner's Python runtime (`pyner.load(...).predict`, what `pyner predict` runs) on the fp32 and
   the int8 artifact, and on an int8 variant that keeps only the head float32 (the speed the
   shipped accuracy policy gives up);
@@ -131,6 +131,15 @@ def _corpus(ctx: Context, model, artifacts: dict, corpus: str, texts: list[str],
     except Skip as exc:
         res.skip(NAME, f"{BASELINE} ({corpus})", str(exc))
     gc.collect()
+    # 1b. the same pipeline with the model loaded in bf16: the one-line change a user makes on a CPU with
+    # bf16 matrix units (its speed, and the share of texts whose entities stay those of fp32)
+    bf16 = "pipeline-pytorch-bf16"
+    try:
+        outputs[bf16], secs, reps = _pipeline(ctx, model, texts, stride if corpus == "documents" else None, bf16=True)
+        record(bf16, secs, reps, engine="pytorch", precision="bf16")
+    except Skip as exc:
+        res.skip(NAME, f"{bf16} ({corpus})", str(exc))
+    gc.collect()
 
     # 2. pyner in-process, fp32 and int8
     for precision, art in artifacts.items():
@@ -169,6 +178,7 @@ def _corpus(ctx: Context, model, artifacts: dict, corpus: str, texts: list[str],
 
     # agreement
     pairs = [("pyner-fp32", BASELINE, "identical"), ("pyner-int8", BASELINE, "f1"), ("pyner-int8-head", BASELINE, "report"),
+             ("pipeline-pytorch-bf16", BASELINE, "report"),
              ("jvm-fp32", "pyner-fp32", "identical"), (f"sidecar-c{CONCURRENCY}-fp32", "pyner-fp32", "identical")]
     for got, ref, kind in pairs:
         if got not in outputs or ref not in outputs:
@@ -192,14 +202,14 @@ def _corpus(ctx: Context, model, artifacts: dict, corpus: str, texts: list[str],
         raise missing
 
 
-def _pipeline(ctx: Context, model, texts: list[str], stride: int | None):
+def _pipeline(ctx: Context, model, texts: list[str], stride: int | None, *, bf16: bool = False):
     torch = require_baseline("torch", "transformers' pipeline baseline")
     tf = require_baseline("transformers", "transformers' pipeline baseline")
     if model.checkpoint is None:
         raise Skip("no PyTorch checkpoint for this model (an artifact folder was given)")
     torch.set_num_threads(ctx.threads)
     nlp = tf.pipeline("token-classification", model=str(model.checkpoint), tokenizer=str(model.checkpoint),
-                      aggregation_strategy="simple", device="cpu")
+                      aggregation_strategy="simple", device="cpu", **({"dtype": torch.bfloat16} if bf16 else {}))
     kwargs = {"batch_size": 8}
     if stride is not None:
         kwargs["stride"] = stride

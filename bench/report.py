@@ -29,16 +29,17 @@ def _at(rows: list[dict], config: str, **where) -> dict | None:
 
 
 def targets(results: Results) -> list[dict]:
-    """Issue 8's targets, each with the measured ratio from this run (None when not measured)."""
+    """Issue 8's and issue 18's targets, each with the measured ratio from this run (None when not measured)."""
     out = []
     wc = [r for r in results.rows("worstcase") if r.get("group") == "batch"]
     rt = results.rows("realtext")
     lim = [r for r in results.rows("limit") if r.get("group") == "fraction"]
     checks = {c["config"]: c for c in results.scenario("realtext")["checks"]} if "realtext" in results.data["scenarios"] else {}
 
-    def add(name, required, measured, how, ok_extra=True, note=""):
+    def add(name, required, measured, how, ok_extra=True, note="", issue=8):
         met = None if measured is None else (measured >= required and ok_extra)
-        out.append({"target": name, "required": required, "measured": measured, "met": met, "how": how, "note": note})
+        out.append({"target": name, "required": required, "measured": measured, "met": met, "how": how, "note": note,
+                    "issue": issue})
 
     def rt_ratio(group, config):
         r = _at(rt, config, group=group)
@@ -85,6 +86,25 @@ def targets(results: Results) -> list[dict]:
         g_ort["throughput"] / g_pt["throughput"] if g_ort and g_pt else None, "docs/s",
         note=("no CUDA device in this run" if not g_ort else
               f"{g_frac['fraction_of_peak']:.0%} of the fp16 tensor-core GEMM peak" if g_frac else ""))
+    # Issue 18: the default CPU artifact against the peers a user would pick on a CPU with bf16 matrix units.
+    bf = [b for b in (_best(wc, "pytorch-bf16"), _best(wc, "pytorch-bf16-autocast")) if b]
+    bf = max(bf, key=lambda r: r["throughput"]) if bf else None
+    add("256-token worst case: pyner int8 / PyTorch bf16 (the better of weights and autocast; best batch each)", 1.5,
+        i8["throughput"] / bf["throughput"] if i8 and bf else None, "docs/s", issue=18,
+        note=f"{bf['config']} at batch {bf['batch_size']}" if bf else "")
+    ov = _best(wc, "openvino-default")
+    add("256-token worst case: pyner int8 / OpenVINO at its default precision (best batch each)", 1.0,
+        i8["throughput"] / ov["throughput"] if i8 and ov else None, "docs/s", issue=18,
+        note=f"OpenVINO ran {ov['precision']}" if ov else "")
+    f8 = next((r for r in lim if r["config"] == "ort-int8" and r.get("fraction_of_peak")), None)
+    add("256-token worst case: pyner int8 fraction of the uint8 x int8 GEMM peak", 0.5,
+        f8["fraction_of_peak"] if f8 else None, "achieved GOP/s / peak GOP/s", issue=18)
+    p8, pb = _at(rt, "pyner-int8", group="sentences"), _at(rt, "pipeline-pytorch-bf16", group="sentences")
+    add("real-text sentences: pyner int8 / transformers' pipeline in bf16", 1.5,
+        p8["throughput"] / pb["throughput"] if p8 and pb else None, "sentences/s", issue=18)
+    c = checks.get("pyner-int8 (sentences)")
+    add("real-text sentences: pyner int8 texts with entities identical to the fp32 pipeline's (fraction)", 0.97,
+        c["identical_fraction"] if c else None, "identical texts / texts", issue=18)
     return out
 
 
@@ -248,13 +268,15 @@ def summary_markdown(results: Results) -> str:
              f"- machine: {machine_line(meta)}",
              f"- versions: {', '.join(f'{k} {v}' for k, v in meta.get('machine', {}).get('versions', {}).items())}",
              f"- threads per engine: {meta.get('threads')}; clock: {meta.get('clock', 'wall')}; quick: {meta.get('quick')}", ""]
-    lines += ["## Targets (issue 8), ratios from this run", "", "| target | required | measured | met |", "|---|---|---|---|"]
-    for t in targets(results):
-        met = {True: "yes", False: "**no**", None: "not measured"}[t["met"]]
-        req = f"≥ {t['required']:.0%}" if "fraction" in t["target"] else f"≥ {t['required']}x"
-        meas = "—" if t["measured"] is None else (f"{t['measured']:.0%}" if "fraction" in t["target"] else f"{t['measured']:.2f}x")
-        lines.append(f"| {t['target']} | {req} | {meas} | {met}{' (' + t['note'] + ')' if t['note'] else ''} |")
-    lines.append("")
+    every = targets(results)
+    for issue, title in ((8, "issue 8"), (18, "issue 18: CPU matrix engines")):
+        lines += [f"## Targets ({title}), ratios from this run", "", "| target | required | measured | met |", "|---|---|---|---|"]
+        for t in (t for t in every if t["issue"] == issue):
+            met = {True: "yes", False: "**no**", None: "not measured"}[t["met"]]
+            req = f"≥ {t['required']:.0%}" if "fraction" in t["target"] else f"≥ {t['required']}x"
+            meas = "—" if t["measured"] is None else (f"{t['measured']:.0%}" if "fraction" in t["target"] else f"{t['measured']:.2f}x")
+            lines.append(f"| {t['target']} | {req} | {meas} | {met}{' (' + t['note'] + ')' if t['note'] else ''} |")
+        lines.append("")
     for name, sc in d["scenarios"].items():
         lines += [f"## {name} ({sc['status']})", ""]
         facts = sc.get("facts", {})

@@ -3,7 +3,9 @@
 Every sequence is a full 256 tokens (no padding), the same random ids for every configuration.
 Configurations: PyTorch eager fp32 (the baseline), ONNX Runtime on the plain export, on the
 optimized pyner fp32 artifact and on the int8 artifact (the shipped accuracy policy, and the
-head-only policy as the speed ceiling of int8); with a CUDA device also PyTorch fp32 and
+head-only policy as the speed ceiling of int8); the peers a user would pick on a CPU with bf16
+matrix units: PyTorch with bf16 weights and under bf16 autocast, OpenVINO on the plain export at
+its default precision (bf16 where the CPU has it) and at f32 (`pip install 'pyner[bench]'`); with a CUDA device also PyTorch fp32 and
 fp16 and ONNX Runtime fp16 with IO binding. Before timing, every configuration's logits are
 compared with the baseline's on the same inputs (the agreement checks).
 """
@@ -28,6 +30,11 @@ CPU_CONFIGS = (
     ("ort-fp32-optimized", "onnxruntime", "fp32", "cpu", "fp32"),
     ("ort-int8", "onnxruntime", "int8", "cpu", "int8"),
     ("ort-int8-head-only", "onnxruntime", "int8", "cpu", "int8-head"),
+    # the peers a user would pick on a CPU with bf16 matrix units (issue 18)
+    ("pytorch-bf16", "pytorch", "bf16", "cpu", "checkpoint"),
+    ("pytorch-bf16-autocast", "pytorch", "bf16-autocast", "cpu", "checkpoint"),
+    ("openvino-default", "openvino", "default", "cpu", "plain"),
+    ("openvino-fp32", "openvino", "fp32", "cpu", "plain"),
 )
 GPU_CONFIGS = (
     ("pytorch-fp32-cuda", "pytorch", "fp32", "cuda", "checkpoint"),
@@ -36,7 +43,8 @@ GPU_CONFIGS = (
 )
 BASELINE = {"cpu": "pytorch-fp32", "cuda": "pytorch-fp32-cuda"}
 # Agreement with the baseline's logits required before a configuration's speed counts.
-TOLERANCE = {"fp32": {"max_abs_logit_diff": 2e-3}, "fp16": {"token_agreement": 0.99}, "int8": {"token_agreement": 0.95}}
+TOLERANCE = {"fp32": {"max_abs_logit_diff": 2e-3}, "fp16": {"token_agreement": 0.99}, "int8": {"token_agreement": 0.95},
+             "bf16": {"token_agreement": 0.95}, "bf16-autocast": {"token_agreement": 0.95}}
 
 
 def batch_sizes(ctx: Context) -> tuple[int, ...]:
@@ -58,6 +66,8 @@ def make_runner(model, engine: str, precision: str, device: str, source: str, th
             raise Skip("no PyTorch checkpoint for this model (an artifact folder was given)")
         return engines.TorchRunner(model.checkpoint, threads=threads, precision=precision, cuda=cuda)
     path = model.plain_onnx() if source == "plain" else model.artifact(source) / "model.onnx"
+    if engine == "openvino":
+        return engines.OpenVinoRunner(path, threads=threads, precision=precision)
     return engines.OrtRunner(path, threads=threads, precision=precision, cuda=cuda)
 
 
@@ -96,7 +106,8 @@ def run(ctx: Context) -> None:
         except Skip as exc:
             res.skip(NAME, name, str(exc))
             continue
-        ctx.log(f"[{NAME}] {name}")
+        precision = getattr(runner, "precision", precision)  # OpenVINO's default: the precision it chose here
+        ctx.log(f"[{NAME}] {name} ({precision})")
         logits = runner.logits(check)
         base = BASELINE[device]
         if name == base or device not in reference:

@@ -48,12 +48,18 @@ def test_quick_run_on_tiny_model_writes_results_and_checks_pass(tmp_path, bench_
     # worst case: every CPU configuration measured at both batch sizes, agreement checked against PyTorch
     wc = sc["worstcase"]
     measured = {(r["config"], r["batch_size"]) for r in wc["rows"]}
-    for cfg in ("pytorch-fp32", "ort-fp32-plain", "ort-fp32-optimized", "ort-int8", "ort-int8-head-only"):
+    peers = ("pytorch-bf16", "pytorch-bf16-autocast", "openvino-default", "openvino-fp32")
+    for cfg in ("pytorch-fp32", "ort-fp32-plain", "ort-fp32-optimized", "ort-int8", "ort-int8-head-only", *peers):
         assert {(cfg, 1), (cfg, 2)} <= measured, cfg
     checked = {c["config"]: c for c in wc["checks"]}
-    assert set(checked) == {"ort-fp32-plain", "ort-fp32-optimized", "ort-int8", "ort-int8-head-only"}
+    assert set(checked) == {"ort-fp32-plain", "ort-fp32-optimized", "ort-int8", "ort-int8-head-only", *peers}
     assert all(c["passed"] and c["reference"] == "pytorch-fp32" for c in checked.values()), checked
     assert checked["ort-fp32-plain"]["max_abs_logit_diff"] < 2e-3
+    # the peers really ran their own precision: OpenVINO f32 matches PyTorch fp32 to float32 rounding, the
+    # bf16 ones do not (a bf16 run that silently stayed float32 would be as close as f32)
+    assert checked["openvino-fp32"]["max_abs_logit_diff"] < 1e-4
+    assert checked["pytorch-bf16"]["max_abs_logit_diff"] > 1e-3
+    assert checked["pytorch-bf16-autocast"]["max_abs_logit_diff"] > 1e-3
 
     # real text: pyner's entities identical to transformers' pipeline on sentences and documents
     rt = {c["config"]: c for c in sc["realtext"]["checks"]}
@@ -62,10 +68,14 @@ def test_quick_run_on_tiny_model_writes_results_and_checks_pass(tmp_path, bench_
         assert c["passed"] and c["identical_texts"] == c["texts"] == 12, c
         assert f"pyner-int8 ({corpus})" in rt
     configs = {r["config"] for r in sc["realtext"]["rows"]}
-    assert {"pipeline-pytorch-fp32", "pyner-fp32", "pyner-int8"} <= configs
+    assert {"pipeline-pytorch-fp32", "pipeline-pytorch-bf16", "pyner-fp32", "pyner-int8"} <= configs
+    bf16 = sc["realtext"]["facts"]["agreement pipeline-pytorch-bf16 (sentences) vs pipeline-pytorch-fp32"]
+    assert 0.0 <= bf16["identical_fraction"] <= 1.0
 
     # the limit: GEMM peaks measured, achieved fractions computed from the worst case of this run
     assert sc["limit"]["facts"]["peak_gflops"]["fp32"] > 0
+    assert sc["limit"]["facts"]["peak_gflops"]["bf16"] > 0
+    assert sc["limit"]["facts"]["cpu"]["matrix"]  # the CPU's matrix features, named with the figures
     assert {r["config"] for r in sc["limit"]["rows"] if r["group"] == "fraction"} >= {"ort-fp32-optimized", "ort-int8"}
 
     # scaling: two thread counts and memory points per configuration
@@ -78,6 +88,7 @@ def test_quick_run_on_tiny_model_writes_results_and_checks_pass(tmp_path, bench_
         assert (out / fig).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", fig
     summary = (out / "summary.md").read_text()
     assert "## Targets (issue 8)" in summary and "| 256-token worst case: ORT int8 / PyTorch eager" in summary
+    assert "## Targets (issue 18" in summary and "| 256-token worst case: pyner int8 / PyTorch bf16" in summary
 
 
 @pytest.mark.parametrize("args, needle", [

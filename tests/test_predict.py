@@ -201,7 +201,7 @@ m.predict(["Angela Merkel visited Paris."], aggregation="average")
 assert verify({str(folder)!r}).ok
 from pyner.cli import main
 rc = main(["predict", {str(folder)!r}, "Berlin is big.", "--quiet"])
-print(json.dumps({{"rc": rc, "heavy": sorted(k for k in sys.modules if k.split('.')[0] in ("torch", "transformers", "pyner_export"))}}))
+print(json.dumps({{"rc": rc, "heavy": sorted(k for k in sys.modules if k.split('.')[0] in ("torch", "transformers", "pyner_export", "openvino"))}}))
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path)
     result = json.loads(out.stdout.strip().splitlines()[-1])
