@@ -335,10 +335,12 @@ def make_checkpoint(family: str, path, *, seed: int = 0, max_length: int = 64, h
     return path
 
 
-def oracle_word_tags(ckpt, word_lists) -> list[list[str]]:
+def oracle_word_tags(ckpt, word_lists, *, onnx_model=None) -> list[list[str]]:
     """First-subword tag per word straight from transformers (is_split_into_words + word_ids), independent of pyner.
 
     The oracle for word-level predictions (entity F1): one list of words per sentence in, one list of tags out.
+    With `onnx_model` (a path), the logits come from that graph in plain ONNX Runtime instead of PyTorch, on
+    transformers' own encoding: what an artifact's graph predicts, without pyner's tokenizer or decoder.
     """
     import torch
     from transformers import AutoModelForTokenClassification, AutoTokenizer
@@ -346,11 +348,21 @@ def oracle_word_tags(ckpt, word_lists) -> list[list[str]]:
     tok = AutoTokenizer.from_pretrained(str(ckpt))
     model = AutoModelForTokenClassification.from_pretrained(str(ckpt)).eval()
     labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    session = None
+    if onnx_model is not None:
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(str(onnx_model), providers=["CPUExecutionProvider"])
+        wanted = {i.name for i in session.get_inputs()}
     out = []
     for words in word_lists:
         enc = tok(list(words), is_split_into_words=True, return_tensors="pt")
-        with torch.no_grad():
-            ids = model(**enc).logits[0].argmax(-1).tolist()
+        if session is not None:
+            feed = {k: v.numpy().astype("int64") for k, v in enc.items() if k in wanted}
+            ids = session.run(["logits"], feed)[0][0].argmax(-1).tolist()
+        else:
+            with torch.no_grad():
+                ids = model(**enc).logits[0].argmax(-1).tolist()
         tags, seen = [], set()
         for pos, wid in enumerate(enc.word_ids(0)):
             if wid is not None and wid not in seen:

@@ -319,6 +319,33 @@ def test_f1_drop_over_the_limit_refuses(checkpoint_factory, tmp_path, monkeypatc
     _no_leftovers(tmp_path, "out2")
 
 
+def test_guard_counts_the_sentences_whose_tags_changed(checkpoint_factory, tmp_path, monkeypatch, capsys):
+    """Fidelity beside F1: the share of evaluation sentences whose tags stay PyTorch's. The oracle: transformers'
+    own word tags from PyTorch and from the artifact's graph run in plain ONNX Runtime (no pyner code)."""
+    ckpt = checkpoint_factory("bert")
+    bio = _write_bio(tmp_path / "eval.bio", EVAL)
+    _damage_export(monkeypatch, scale=3.0)
+    out = tmp_path / "out"
+    assert main(["package", str(ckpt), "-o", str(out), "--eval-data", str(bio), "--no-guard", "--quiet"]) == 0
+    g = json.loads((out / "pyner.json").read_text())["guard"]
+    words = [[w for w, _ in s] for s in EVAL]
+    torch_tags = oracle_word_tags(ckpt, words)
+    graph_tags = oracle_word_tags(ckpt, words, onnx_model=out / "model.onnx")
+    same = sum(a == b for a, b in zip(torch_tags, graph_tags))
+    assert same < len(EVAL)  # the damage changes some sentences' tags
+    assert g["f1"]["identical_sentences"] == same and g["f1"]["identical_fraction"] == round(same / len(EVAL), 4)
+    assert g["min_identical"] == 0.99
+    assert any("keep PyTorch's tags, fewer than the fp32 limit --min-identical 0.99" in f for f in g["failures"])
+    rc = main(["package", str(ckpt), "-o", str(tmp_path / "out2"), "--eval-data", str(bio), "--quiet"])
+    assert rc == 5 and "--min-identical" in capsys.readouterr().err
+    _no_leftovers(tmp_path, "out2")
+    # a floor at what was measured is met (the other checks still fail on this damaged graph)
+    out3 = tmp_path / "out3"
+    assert main(["package", str(ckpt), "-o", str(out3), "--eval-data", str(bio), "--no-guard", "--quiet",
+                 "--min-identical", str(same / len(EVAL))]) == 0
+    assert not any("--min-identical" in f for f in json.loads((out3 / "pyner.json").read_text())["guard"]["failures"])
+
+
 # ---------------------------------------------------------------------------------------------
 # Bad input: one clear line, the right exit code, nothing written
 
@@ -554,6 +581,7 @@ def test_the_next_run_removes_what_a_killed_run_left(checkpoint_factory, tmp_pat
     (["--max-length", "4096"], "exceeds what the model allows (64 tokens)"),
     (["--stride", "63"], "--stride 63"),
     (["--max-f1-drop", "-1"], "--max-f1-drop"),
+    (["--min-identical", "1.5"], "--min-identical"),
     (["--precision", "int8", "--int8-policy", "none"], "unknown --int8-policy 'none'; choose one of: head+ffn_out, head"),
     (["--int8-policy", "head"], "--int8-policy applies to --precision int8 only"),
 ])

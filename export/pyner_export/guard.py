@@ -22,6 +22,10 @@ import numpy as np
 # agrees on far less.
 MIN_AGREEMENT = {"fp32": 0.995, "fp16": 0.995, "int8": 0.98}
 DEFAULT_MAX_F1_DROP = {"fp32": 0.1, "fp16": 0.1, "int8": 1.0}
+# Fidelity beside F1: the share of evaluation sentences whose word tags are identical to PyTorch's
+# (hence their entities). F1 can hold while answers change (errors that cancel out); users notice the
+# changed answers. Floors, per precision, below what the demo model measures (docs/package.md).
+DEFAULT_MIN_IDENTICAL = {"fp32": 0.99, "fp16": 0.97, "int8": 0.85}
 FP32_MAX_LOGIT_DIFF = 1e-3
 
 
@@ -94,24 +98,30 @@ def torch_reference(torch_model, encode, *, texts: Sequence[str], input_names: S
 
 def compare_tokens(got: Sequence[np.ndarray], want: Sequence[np.ndarray], *, texts: int) -> dict[str, Any]:
     """Agreement and max |logit| difference between the artifact's logits (`got`) and PyTorch's, per window."""
-    tokens = agree = 0
+    tokens = agree = same_windows = 0
     worst = 0.0
     for g, w in zip(got, want):
         if len(g) == 0:
+            same_windows += 1
             continue
         tokens += len(g)
-        agree += int((np.argmax(g, -1) == np.argmax(w, -1)).sum())
+        hits = int((np.argmax(g, -1) == np.argmax(w, -1)).sum())
+        agree += hits
+        same_windows += hits == len(g)
         worst = max(worst, float(np.abs(g.astype(np.float64) - w.astype(np.float64)).max()))
     return {"texts": texts, "windows": len(got), "tokens": tokens,
-            "token_agreement": agree / tokens if tokens else 1.0, "max_abs_logit_diff": worst}
+            "token_agreement": agree / tokens if tokens else 1.0, "max_abs_logit_diff": worst,
+            "identical_windows": same_windows / len(got) if len(got) else 1.0}
 
 
 def run_guard(model, ref: Reference, *, precision: str, label_scheme: str = "IOB2",
-              max_f1_drop: float | None = None, enabled: bool = True) -> dict[str, Any]:
+              max_f1_drop: float | None = None, min_identical: float | None = None,
+              enabled: bool = True) -> dict[str, Any]:
     """Compute the guard report (the manifest's "guard") of the runtime `model` against the PyTorch
     reference `ref`; `passed` says whether the thresholds hold.
 
-    `max_f1_drop` None takes the precision's default (DEFAULT_MAX_F1_DROP)."""
+    `max_f1_drop` and `min_identical` None take the precision's defaults (DEFAULT_MAX_F1_DROP,
+    DEFAULT_MIN_IDENTICAL); both are judged on the evaluation sentences, when there are any."""
     from .evaldata import entity_f1, word_tags
 
     min_agreement = MIN_AGREEMENT[precision]
@@ -122,6 +132,9 @@ def run_guard(model, ref: Reference, *, precision: str, label_scheme: str = "IOB
     report["min_agreement"] = min_agreement
     report["max_logit_diff"] = FP32_MAX_LOGIT_DIFF if precision == "fp32" else None
     report["max_f1_drop"] = max_f1_drop
+    if min_identical is None:
+        min_identical = DEFAULT_MIN_IDENTICAL[precision]
+    report["min_identical"] = min_identical
     failures = []
     if report["token_agreement"] < min_agreement:
         failures.append(f"per-token agreement with PyTorch {100 * report['token_agreement']:.2f}% "
@@ -137,12 +150,18 @@ def run_guard(model, ref: Reference, *, precision: str, label_scheme: str = "IOB
         f_torch = entity_f1(ref.eval_gold, pred_torch, label_scheme)
         f_art = entity_f1(ref.eval_gold, pred_artifact, label_scheme)
         drop = f_torch - f_art
+        same = sum(a == t for a, t in zip(pred_artifact, pred_torch))
+        identical = same / len(pred_torch) if pred_torch else 1.0
         report["f1"] = {"file": eval_name, "sentences": len(ref.eval_gold), "pytorch": round(f_torch, 4),
                         "artifact": round(f_art, 4), "drop": round(drop, 4), "mode": "seqeval strict " + label_scheme
-                        if label_scheme in ("IOB2", "IOBES") else "seqeval conlleval"}
+                        if label_scheme in ("IOB2", "IOBES") else "seqeval conlleval",
+                        "identical_sentences": same, "identical_fraction": round(identical, 4)}
         if drop > max_f1_drop:
             failures.append(f"entity F1 drops {drop:.2f} points ({f_torch:.2f} -> {f_art:.2f}) on {eval_name}, "
                             f"more than the {precision} limit --max-f1-drop {max_f1_drop:g}")
+        if identical < min_identical:
+            failures.append(f"{same} of {len(pred_torch)} sentences of {eval_name} ({100 * identical:.1f}%) keep "
+                            f"PyTorch's tags, fewer than the {precision} limit --min-identical {min_identical:g}")
     report["passed"] = not failures
     report["failures"] = failures
     return report

@@ -103,7 +103,8 @@ def serving_properties(input_names: list[str], max_length: int) -> str:
     ])
 
 
-def check_options(precision: str, opset: int, max_f1_drop: float | None, int8_policy: str | None = None) -> None:
+def check_options(precision: str, opset: int, max_f1_drop: float | None, int8_policy: str | None = None,
+                  min_identical: float | None = None) -> None:
     if precision not in art.PRECISIONS:
         raise UsageError(f"unknown precision {precision!r}; choose one of: {', '.join(art.PRECISIONS)}")
     if int8_policy is not None:
@@ -117,6 +118,8 @@ def check_options(precision: str, opset: int, max_f1_drop: float | None, int8_po
         raise UsageError(f"--opset {opset} is not supported; choose {OPSETS.start}..{OPSETS.stop - 1} (default {DEFAULT_OPSET})")
     if max_f1_drop is not None and not max_f1_drop >= 0:
         raise UsageError(f"--max-f1-drop must be >= 0 points, got {max_f1_drop}")
+    if min_identical is not None and not 0.0 <= min_identical <= 1.0:
+        raise UsageError(f"--min-identical must be a fraction from 0 to 1, got {min_identical}")
 
 
 @dataclass
@@ -129,6 +132,7 @@ class Options:
     opset: int = DEFAULT_OPSET
     eval_data: str | os.PathLike | None = None
     max_f1_drop: float | None = None
+    min_identical: float | None = None
     guard: bool = True
     force: bool = False
     quiet: bool = False
@@ -139,7 +143,7 @@ class Options:
     def check(self) -> "Options":
         from .onnxio import check_mode
 
-        check_options(self.precision, self.opset, self.max_f1_drop, self.int8_policy)
+        check_options(self.precision, self.opset, self.max_f1_drop, self.int8_policy, self.min_identical)
         check_mode(self.external_data)
         return self
 
@@ -383,13 +387,13 @@ class _Build:
         opts, ckpt = self.opts, self.ckpt
         runtime_model = Model.from_parts(self.folder, self.manifest)
         report = run_guard(runtime_model, self.ref, precision=opts.precision, label_scheme=ckpt.label_scheme,
-                           max_f1_drop=opts.max_f1_drop, enabled=opts.guard)
+                           max_f1_drop=opts.max_f1_drop, min_identical=opts.min_identical, enabled=opts.guard)
         del runtime_model
         self.manifest["guard"] = report
         if opts.guard and not report["passed"]:
             raise GuardError(
                 f"accuracy guard refused the {opts.precision} export of {ckpt.path}: " + "; ".join(report["failures"]),
-                hint="try another --precision, raise --max-f1-drop, or pass --no-guard to write it anyway (recorded in the manifest)",
+                hint="try another --precision, raise --max-f1-drop or lower --min-identical, or pass --no-guard to write it anyway (recorded in the manifest)",
             )
 
     def golden(self) -> None:

@@ -30,6 +30,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-f1-drop", type=float, default=None, metavar="POINTS",
                    help="largest entity-F1 drop versus PyTorch the guard accepts "
                         "(default per precision: fp32 0.1, fp16 0.1, int8 1.0 points)")
+    p.add_argument("--min-identical", type=float, default=None, metavar="FRACTION",
+                   help="smallest share of --eval-data sentences whose tags must stay PyTorch's "
+                        "(default per precision: fp32 0.99, fp16 0.97, int8 0.85)")
     p.add_argument("--int8-policy", default=None, metavar="NAME",
                    help="which MatMuls int8 keeps float32: head+ffn_out (default; the classifier and every "
                         "feed-forward output projection: most accurate) or head (the classifier only: 1.4-1.6x faster "
@@ -84,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
 
     pkg = _import_export()
     options = pkg.Options(precision=args.precision, max_length=args.max_length, stride=args.stride, opset=args.opset,
-                          eval_data=args.eval_data, max_f1_drop=args.max_f1_drop, guard=not args.no_guard,
+                          eval_data=args.eval_data, max_f1_drop=args.max_f1_drop, min_identical=args.min_identical, guard=not args.no_guard,
                           force=args.force, quiet=args.quiet, int8_policy=args.int8_policy,
                           external_data=args.external_data).check()
     if args.model_dir is None:
