@@ -430,7 +430,8 @@ def summary_lines(out: Path, manifest: dict[str, Any]) -> list[str]:
                   f"of {g.get('tokens', 0)} tokens, max |logit diff| {g.get('max_abs_logit_diff', 0):.2g}")
     if g.get("f1"):
         f = g["f1"]
-        guard_line += f", F1 {f['pytorch']:.2f} -> {f['artifact']:.2f} ({f['sentences']} sentences)"
+        guard_line += (f", F1 {f['pytorch']:.2f} -> {f['artifact']:.2f} ({f['sentences']} sentences, "
+                       f"{100 * f.get('identical_fraction', 1.0):.1f}% with PyTorch's tags)")
     lines.append(guard_line)
     gs = manifest.get("golden_summary") or {}
     lines.append(f"  golden: {gs.get('cases', '?')} texts, {gs.get('tokens', '?')} tokens (score tolerance "
