@@ -163,7 +163,7 @@ class OpenVinoRunner:
         self.request.infer(prepared)
 
     def logits(self, batch: dict) -> np.ndarray:
-        return np.array(self.compiled.create_infer_request().infer(self.prepare(batch))[0], dtype=np.float32)
+        return np.array(self.request.infer(self.prepare(batch))[0], dtype=np.float32)
 
 
 def agreement(logits: np.ndarray, reference: np.ndarray, mask: np.ndarray | None = None) -> dict:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .common import Context, gpu_info, machine_info, timeit
+from .common import Context, gpu_info, timeit
 
 NAME = "limit"
 
@@ -74,9 +74,10 @@ def run(ctx: Context) -> None:
         shapes.pop("model-qkvo")
         shapes.pop("model-ffn-down")
     peaks = {"fp32": 0.0, "int8": 0.0, "bf16": 0.0}
-    cpu = ctx.results.data.get("meta", {}).get("machine", {}).get("cpu") or machine_info().get("cpu", {})
-    res.fact(NAME, "cpu", {"model": cpu.get("model"), "matrix": matrix_features(cpu.get("isa", []))})
-    ctx.log(f"[{NAME}] CPU {cpu.get('model')}: {matrix_features(cpu.get('isa', []))}")
+    cpu = ctx.results.data["meta"]["machine"].get("cpu", {})  # bench/run.py's machine_info()
+    matrix = matrix_features(cpu.get("isa", []))
+    res.fact(NAME, "cpu", {"model": cpu.get("model"), "matrix": matrix})
+    ctx.log(f"[{NAME}] CPU {cpu.get('model')}: {matrix}")
     peak_kernel: dict[str, str] = {}
     ctx.log(f"[{NAME}] GEMM peaks (the best of every kernel and shape), {ctx.threads} threads")
 

@@ -252,11 +252,12 @@ def write_embedded(src: Path, dst: Path) -> None:
     # model gives the same bytes, and the manifest the same sha256, however its weights travelled.
     for node in model.graph.node:  # Constant values kept outside (small): embedded the ordinary way
         for a in node.attribute:
-            if a.HasField("t") and a.t.data_location == onnx.TensorProto.EXTERNAL:
+            if not a.HasField("t"):
+                continue
+            if a.t.data_location == onnx.TensorProto.EXTERNAL:
                 onnx.external_data_helper.load_external_data_for_tensor(a.t, str(src.parent))
                 del a.t.external_data[:]
-            if a.HasField("t"):
-                a.t.ClearField("data_location")
+            a.t.ClearField("data_location")
     parts = []  # (tensor header bytes, (file, offset, length) of its raw data or None)
     for init in model.graph.initializer:
         if init.data_location != onnx.TensorProto.EXTERNAL:
