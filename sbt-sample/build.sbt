@@ -1,4 +1,4 @@
-// The pyner Scala sample: in-process (pyner-jvm), plain DJL, the gRPC sidecar, and Spark.
+// The pyner Scala sample: in-process (pyner-jvm), plain DJL, the gRPC sidecar, Spark, and Spark streaming from Kafka.
 // Run with ./sbtw (the staged release dist/maven and Maven Central are the only repositories; see sbtw).
 // Cross-built: Spark 3.5 on Scala 2.12 and Spark 4.1 on Scala 2.13 (`sbtw "+test"` runs both).
 
@@ -12,6 +12,7 @@ val pynerJvmVersion: String = {
 val pynerDist: File = (file("..") / "dist" / "maven").getCanonicalFile
 val grpcVersion     = "1.83.0" // the newest grpc-java whose protoc plugin binary is on Maven Central
 val protobufVersion = "4.33.0" // protoc and protobuf-java, the line Spark 4.1 builds with
+val kafkaVersion    = "4.1.1"  // the broker the streaming tests start (KRaft only; its own JVM, see kafkaBroker below)
 
 // The Spark/Scala pairs the sample is tested on (docs/scala.md): Spark is chosen by the Scala version.
 val scala212 = "2.12.20" // Spark 3.5.x is built for Scala 2.12 (and 2.13); 2.12 is what most 3.5 clusters run
@@ -20,6 +21,16 @@ def sparkVersionFor(scalaVersion: String): String = CrossVersion.partialVersion(
   case Some((2, 12)) => "3.5.9"
   case Some((2, 13)) => "4.1.3"
   case other         => sys.error(s"no Spark version chosen for Scala $scalaVersion")
+}
+// Spark's Kafka connector (StreamingNer) belongs at the Spark version (use that on your cluster). The Maven
+// Central this project's machines reach serves only some of its releases: 3.5.1 on Scala 2.12 (not 3.5.9),
+// and 4.1.3 on Scala 2.13 but its spark-token-provider-kafka-0-10 dependency only at 4.1.1 (that module
+// holds Kafka delegation-token support, unused here). Both are tested against the Spark above.
+def sparkKafkaFor(scalaVersion: String): Seq[ModuleID] = CrossVersion.partialVersion(scalaVersion) match {
+  case Some((2, 12)) => Seq("org.apache.spark" %% "spark-sql-kafka-0-10" % "3.5.1")
+  case _ => Seq("org.apache.spark" %% "spark-sql-kafka-0-10" % sparkVersionFor(scalaVersion)
+                  exclude("org.apache.spark", s"spark-token-provider-kafka-0-10_${CrossVersion.binaryScalaVersion(scalaVersion)}"),
+                "org.apache.spark" %% "spark-token-provider-kafka-0-10" % "4.1.1")
 }
 
 ThisBuild / scalaVersion       := scala213
@@ -51,7 +62,7 @@ lazy val root = (project in file("."))
       "org.scala-lang.modules" %% "scala-collection-compat" % "2.13.0", // scala.util.Using, scala.jdk.CollectionConverters on 2.12
       "io.grpc"                 % "protoc-gen-grpc-java" % grpcVersion asProtocPlugin(),
       "org.scalatest"          %% "scalatest"            % "3.2.19" % Test,
-    ),
+    ) ++ sparkKafkaFor(scalaVersion.value), // StreamingNer's Kafka source and sink
     dependencyOverrides ++= Seq(
       "com.google.protobuf"       % "protobuf-java" % protobufVersion,
     ),
@@ -67,6 +78,23 @@ lazy val root = (project in file("."))
     Compile / PB.targets := Seq(
       PB.gens.java(protobufVersion) -> (Compile / sourceManaged).value,
       PB.gens.plugin("grpc-java")   -> (Compile / sourceManaged).value,
+    ),
+  )
+
+// The Kafka broker of the streaming tests and benchmark (StreamingNerSpec, StreamingBench): resolved from
+// Maven Central like everything else, and run in a JVM of its own (`java -cp <these jars> kafka.Kafka
+// server.properties`, KafkaBroker in src/test). Kafka 4 is KRaft-only and built for Scala 2.13 only, so
+// it cannot share the Scala 2.12 / Spark 3.5 leg's class path; in its own process it never meets
+// Spark's class path at all, on either leg. Only resolved: this project has no sources.
+lazy val kafkaBroker = (project in file("kafka-broker"))
+  .settings(
+    name := "pyner-kafka-broker",
+    autoScalaLibrary := false, // Kafka brings its own Scala 2.13 library, whatever the sample's Scala version
+    crossPaths := false,
+    publish / skip := true,
+    libraryDependencies ++= Seq(
+      "org.apache.kafka"         % "kafka_2.13"        % kafkaVersion,
+      "org.apache.logging.log4j" % "log4j-slf4j2-impl" % "2.24.3", // the broker's log, through the log4j2 file KafkaBroker writes
     ),
   )
 
@@ -164,6 +192,7 @@ root / Test / javaOptions ++= Seq("-Xmx1536m", "-Xss4m") ++ sparkJavaOptions ++ 
   s"-Dpyner.sparkJavaOptions=${sparkJavaOptions.mkString(" ")}",
   s"-Dpyner.log4j=${baseDirectory.value / "conf" / "log4j2.properties"}",
   s"-Dpyner.executorClassPath=${(Compile / classDirectory).value}",
+  s"-Dpyner.kafkaClasspath=${(kafkaBroker / Runtime / managedClasspath).value.files.mkString(java.io.File.pathSeparator)}",
   s"-Dpyner.wikigold=${sys.env.getOrElse("PYNER_WIKIGOLD", ((ThisBuild / repoRoot).value.getParentFile / "shared" / "data" / "ner" / "wikigold" / "test.bio").getPath)}",
 )
 root / Test / testOptions += Tests.Argument(TestFrameworks.ScalaTest, "-oDF")

@@ -69,6 +69,10 @@ object Cli {
   }
 
   def aggregation(name: String): AggregationStrategy = AggregationStrategy.fromName(name)
+
+  /** A flag's value as a positive integer, or a usage error naming the flag. */
+  def positiveInt(flag: String, value: String): Int =
+    scala.util.Try(value.toInt).toOption.filter(_ > 0).getOrElse(throw SampleError.usage(s"$flag needs a positive integer, got '$value'"))
 }
 
 /** Runs model loading on a thread with a large stack.
