@@ -40,10 +40,11 @@ jvm-release: env
 test-scala: env jvm jvm-release
 	sbt-sample/sbtw "+test"
 
-## test-large: the seed's ~2 GB model class (XLM-RoBERTa-large, BERT-large shapes, random weights) through
-## every path, measured (package all precisions, verify, JVM parity, plain DJL, sidecar, 256-token bench).
+## test-large: the seed's ~2 GB model class (XLM-RoBERTa-large and BERT-large shapes by default; also
+## roberta-large, deberta-v3-large: --shape; random weights) through every path, measured (package all
+## precisions, verify, JVM parity, plain DJL, sidecar, Spark on 2 executor JVMs, 256-token bench).
 ## Not part of `make test` (about an hour on 2 cores); results in bench/results/large/.
-test-large: env jvm
+test-large: env jvm jvm-release
 	.venv/bin/python scripts/test-large
 
 bench: env
