@@ -65,6 +65,7 @@ def oracle_texts(max_length: int) -> tuple[list[str], list[str]]:
 _PIPES: dict = {}
 
 NEAR_TIE = 1e-4  # two labels closer than this: PyTorch and ONNX Runtime may rank them differently
+MAX_WORD_TOKENS = 8  # the longest word (in tokens) whose averaged scores are checked for a near tie
 
 
 def near_tie_spans(model, text: str) -> list[tuple[int, int]]:
@@ -79,6 +80,15 @@ def near_tie_spans(model, text: str) -> list[tuple[int, int]]:
         top2 = np.sort(s, axis=-1)[:, -2:]
         for t in np.flatnonzero((top2[:, 1] - top2[:, 0] < NEAR_TIE) & (w.special_tokens_mask == 0)).tolist():
             spans.append(tuple(w.offsets[t].tolist()))
+        # The "average" strategy labels a word by the argmax of its tokens' mean scores: a word (a run of
+        # consecutive tokens) can be a near tie without any of its tokens being one.
+        n = len(s)
+        for length in range(2, min(MAX_WORD_TOKENS, n) + 1):
+            means = np.stack([s[i:i + length].mean(axis=0) for i in range(n - length + 1)])
+            top2 = np.sort(means, axis=-1)[:, -2:]
+            for i in np.flatnonzero(top2[:, 1] - top2[:, 0] < NEAR_TIE).tolist():
+                if not w.special_tokens_mask[i:i + length].any():
+                    spans.append((int(w.offsets[i][0]), int(w.offsets[i + length - 1][1])))
     return spans
 
 

@@ -420,6 +420,8 @@ def test_metrics_endpoint_parses_and_counts(served, client):
         client.recognize([TEXTS[i]])
     with pytest.raises(grpc.RpcError):
         client.recognize([])
+    # a request is counted as its handler returns, which can be just after the client has its answer
+    wait_until(lambda: scrape().get(bad_key, 0) - before.get(bad_key, 0) == 1, what="the refused request counted")
     after = scrape()
     assert after[ok_key] - before.get(ok_key, 0) == 7
     assert after[bad_key] - before.get(bad_key, 0) == 1
