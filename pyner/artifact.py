@@ -23,7 +23,14 @@ from typing import Any, Iterator
 from .errors import ArtifactError, UsageError
 
 FORMAT = "pyner-artifact"
-FORMAT_VERSION = 1
+# The newest format this pyner reads. An artifact is written with the lowest version that describes it
+# (`format_version_for`): NER artifacts stay version 1, which every earlier reader loads; the other
+# tasks need version 2, which earlier readers refuse by name instead of running them as token classifiers.
+FORMAT_VERSION = 2
+TOKEN_CLASSIFICATION = "token-classification"
+TEXT_CLASSIFICATION = "text-classification"
+FEATURE_EXTRACTION = "feature-extraction"
+TASKS = (TOKEN_CLASSIFICATION, TEXT_CLASSIFICATION, FEATURE_EXTRACTION)
 MANIFEST = "pyner.json"
 MODEL_FILE = "model.onnx"
 TOKENIZER_FILE = "tokenizer.json"
@@ -36,6 +43,11 @@ PRECISIONS = ("fp32", "fp16", "int8")
 AGGREGATIONS = ("none", "simple", "first", "average", "max")
 # Per-token score tolerance recorded in the manifest (same ORT version and threads: bit-identical).
 SCORE_TOLERANCE = {"fp32": 1e-5, "fp16": 2e-3, "int8": 2e-3}
+
+
+def format_version_for(task: str) -> int:
+    """The format version an artifact of `task` is written with (docs/tasks.md)."""
+    return 1 if task == TOKEN_CLASSIFICATION else 2
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
@@ -60,6 +72,11 @@ class Manifest:
     raw: dict[str, Any]
     path: Path
     digest: str | None = None  # artifact_digest() of the exact bytes read (set by read_manifest)
+
+    @property
+    def task(self) -> str:
+        """The artifact's task; a manifest without one (format version 1) is token classification."""
+        return str(self.raw.get("task", TOKEN_CLASSIFICATION))
 
     @property
     def labels(self) -> list[str]:
@@ -188,6 +205,12 @@ def read_manifest(artifact_dir: str | os.PathLike) -> Manifest:
     for key in ("labels", "precision", "max_length", "stride", "inputs", "outputs", "files"):
         if key not in raw:
             raise ArtifactError(f"{mpath}: required field {key!r} is missing")
+    task = raw.get("task", TOKEN_CLASSIFICATION)
+    if task not in TASKS:
+        raise ArtifactError(f"{mpath}: task {task!r} is not one this pyner runs ({', '.join(TASKS)})",
+                            hint="upgrade pyner, or re-package the model with this version")
+    if version < format_version_for(task):
+        raise ArtifactError(f"{mpath}: a {task} artifact must have format_version {format_version_for(task)}, not {version}")
     if not isinstance(raw["files"], dict):
         raise ArtifactError(f"{mpath}: \"files\" is not an object of file name -> checksum")
     missing = [f for f in REQUIRED_FILES if f not in raw["files"]]
@@ -271,7 +294,7 @@ def finalize_manifest(folder: Path, manifest: dict[str, Any]) -> dict[str, Any]:
 
     manifest = dict(manifest)
     manifest.setdefault("format", FORMAT)
-    manifest.setdefault("format_version", FORMAT_VERSION)
+    manifest.setdefault("format_version", format_version_for(manifest.get("task", TOKEN_CLASSIFICATION)))
     manifest.setdefault("pyner_version", __version__)
     manifest.setdefault("created_utc", now_utc())
     names = sorted(p.name for p in folder.iterdir() if p.is_file() and p.name != MANIFEST)

@@ -17,12 +17,24 @@ from .artifact import AGGREGATIONS
 from .errors import ArtifactError
 from .golden import GOLDEN_FORMAT_VERSION, GOLDEN_TEXTS, Comparison, compare_golden, read_golden, save_golden
 from .runtime import Model
+from .tasks import LONG_TEXT
+
+
+def _window_tokens(w) -> dict[str, Any]:
+    return {"input_ids": w.input_ids.tolist(), "type_ids": w.type_ids.tolist(), "offsets": w.offsets.tolist(),
+            "special_tokens_mask": w.special_tokens_mask.tolist()}
 
 
 def golden_cases(model: Model, texts: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
-    """(id, text) pairs through `model` (Model.score, one batched run) as golden-schema cases: per
-    window the token ids, type ids, offsets, special mask, argmax labels and float32 scores, and the
-    entities of every aggregation strategy."""
+    """(id, text) pairs through `model` as golden-schema cases, per the artifact's task (docs/tasks.md):
+    NER: per window the token ids, type ids, offsets, special mask, argmax labels and float32 scores
+    (Model.score, one batched run), and the entities of every aggregation strategy. Text classification:
+    every window with its logits and scores, and the full ranked labels of each long_text mode.
+    Feature extraction: the first window's tokens and the embedding."""
+    if model.task == _art.TEXT_CLASSIFICATION:
+        return _classification_cases(model, texts)
+    if model.task == _art.FEATURE_EXTRACTION:
+        return _embedding_cases(model, texts)
     cases = []
     for (cid, text), scored in zip(texts, model.score([t for _, t in texts])):
         windows = [
@@ -39,6 +51,27 @@ def golden_cases(model: Model, texts: Sequence[tuple[str, str]]) -> list[dict[st
         entities = {a: model.decode(scored.encoded, scored.scores, aggregation=a) for a in AGGREGATIONS}
         cases.append({"id": cid, "text": text, "windows": windows, "entities": entities})
     return cases
+
+
+def _classification_cases(model: Model, texts: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
+    plain = [t for _, t in texts]
+    scored = model.score(plain, output=("logits", "scores"))
+    ranked = {mode: model.classify(plain, top_k=0, long_text=mode) for mode in LONG_TEXT}
+    cases = []
+    for i, ((cid, text), s) in enumerate(zip(texts, scored)):
+        windows = [{**_window_tokens(w), "logits": o["logits"].astype(np.float32).tolist(),
+                    "scores": o["scores"].astype(np.float32).tolist()} for w, o in zip(s.encoded.windows, s.scores)]
+        cases.append({"id": cid, "text": text, "windows": windows,
+                      "classification": {mode: ranked[mode][i] for mode in LONG_TEXT}})
+    return cases
+
+
+def _embedding_cases(model: Model, texts: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
+    plain = [t for _, t in texts]
+    encoded = model.encode(plain)
+    vectors = model.embed(plain)
+    return [{"id": cid, "text": text, "windows": [_window_tokens(e.windows[0])], "embedding": v.astype(np.float32).tolist()}
+            for (cid, text), e, v in zip(texts, encoded, vectors)]
 
 
 def compute_golden(model: Model, texts: Sequence[tuple[str, str]] = GOLDEN_TEXTS) -> dict[str, Any]:

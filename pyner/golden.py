@@ -93,7 +93,7 @@ def save_golden(folder: str | Path, golden: dict[str, Any]) -> dict[str, Any]:
     cases = golden["cases"]
     return {"cases": len(cases), "windows": sum(len(c["windows"]) for c in cases),
             "tokens": sum(len(w["input_ids"]) for c in cases for w in c["windows"]),
-            "entities_simple": sum(len(c["entities"]["simple"]) for c in cases)}
+            "entities_simple": sum(len(c.get("entities", {}).get("simple", [])) for c in cases)}
 
 
 def read_golden(folder: str | Path) -> dict[str, Any]:
@@ -114,6 +114,8 @@ def read_golden(folder: str | Path) -> dict[str, Any]:
 # Compared for identity; "score" is compared within the tolerance.
 WINDOW_KEYS = ("input_ids", "type_ids", "offsets", "special_tokens_mask")
 ENTITY_KEYS = ("entity_group", "entity", "start", "end", "word", "index")
+# A window's model outputs (NER: scores; text classification: logits and scores), compared within the tolerance.
+OUTPUT_KEYS = ("scores", "logits")
 
 
 @dataclass
@@ -182,8 +184,8 @@ class Comparison:
     def compare_window(self, where: str, got: dict, want: dict) -> None:
         a, b = self.names
         self.windows += 1
-        for key in (*WINDOW_KEYS, "labels"):
-            x, y = list(got[key]), list(want[key])
+        for key in (*WINDOW_KEYS, *(["labels"] if "labels" in want else [])):
+            x, y = list(got.get(key, [])), list(want[key])
             if x != y:
                 t = next((t for t, (p, q) in enumerate(zip(x, y)) if p != q), min(len(x), len(y)))
                 what = "label of token" if key == "labels" else f"{key} differ at token"
@@ -191,13 +193,29 @@ class Comparison:
                 if key != "labels":
                     return  # other tokens: their outputs cannot be compared
         self.tokens += len(got["input_ids"])
-        s, r = np.asarray(got["scores"], dtype=np.float64), np.asarray(want["scores"], dtype=np.float64)
+        for key in OUTPUT_KEYS:
+            if key in want:
+                self.compare_values(f"{where}: {key}", got.get(key, []), want[key])
+
+    def compare_values(self, where: str, got: Any, want: Any) -> None:
+        """Two float arrays (scores, logits, an embedding): same shape, every value within the tolerance."""
+        a, b = self.names
+        s, r = np.asarray(got, dtype=np.float64), np.asarray(want, dtype=np.float64)
         if s.size == 0 and r.size == 0:
             return
         if s.shape != r.shape:
-            self.add(f"{where}: scores of shape {s.shape} in {a}, {r.shape} in {b}")
+            self.add(f"{where} of shape {s.shape} in {a}, {r.shape} in {b}")
         elif not self._scores_ok(float(np.max(np.abs(s - r)))):
-            self.add(f"{where}: scores differ by {float(np.max(np.abs(s - r))):.3g} (tolerance {self.tolerance:g})")
+            self.add(f"{where} differ by {float(np.max(np.abs(s - r))):.3g} (tolerance {self.tolerance:g})")
+
+    def compare_ranked(self, where: str, got: Sequence[dict], want: Sequence[dict]) -> None:
+        """Ranked labels (text classification): the same labels in the same order, scores within the tolerance."""
+        a, b = self.names
+        glabels, wlabels = [g.get("label") for g in got], [w.get("label") for w in want]
+        if glabels != wlabels:
+            self.add(f"{where}: labels ranked {glabels} in {a}, {wlabels} in {b}")
+            return
+        self.compare_values(f"{where}: scores", [g["score"] for g in got], [w["score"] for w in want])
 
     def compare_case(self, where: str, got: dict, want: dict) -> None:
         """One text: its windows, then its entities for every strategy `want` holds."""
@@ -212,6 +230,10 @@ class Comparison:
             for agg in AGGREGATIONS:
                 if agg in want.get("entities", {}):
                     self.compare_entities(f"{where} entities[{agg}]", got["entities"].get(agg, []), want["entities"][agg])
+            for mode, ranked in want.get("classification", {}).items():
+                self.compare_ranked(f"{where} classification[{mode}]", got.get("classification", {}).get(mode, []), ranked)
+            if "embedding" in want:
+                self.compare_values(f"{where} embedding", got.get("embedding", []), want["embedding"])
         if self.total_differences == before:
             self.identical_texts += 1
 

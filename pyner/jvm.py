@@ -5,6 +5,10 @@
         m.predict(["Angela Merkel visited Paris."], aggregation="first")
     print(format_parity(jvm_parity("artifacts/demo")))
 
+Every task of docs/tasks.md: `JvmModel.predict` (token classification), `JvmModel.classify` (text
+classification) and `JvmModel.embed` (feature extraction) return what pyner.Model's methods return
+(embeddings as lists of floats); `jvm_parity` compares the task's golden schema.
+
 The JVM is started once per process with the class path of the built jar
 (jvm_bridge/target/pyner-jvm-<version>.jar plus jvm_bridge/target/classpath.txt, both written by
 `make jvm`; PYNER_JVM_CLASSPATH overrides). Texts cross to Java as UTF-8 JSON bytes, never as
@@ -102,6 +106,8 @@ def _java_error(exc: Exception, what: str) -> PynerError:
     """Map a Java exception (pyjnius JavaException) to the pyner error family."""
     cls = getattr(exc, "classname", "") or ""
     msg = getattr(exc, "innermessage", None) or str(exc)
+    if cls.endswith("PynerUsageException"):  # another task's output asked for (dev.pyner.Task.require)
+        return UsageError(msg)
     if cls.endswith("PynerException"):
         return ArtifactError(msg)
     if cls.endswith("IllegalArgumentException"):
@@ -149,6 +155,15 @@ class JvmModel:
         except Exception as exc:
             raise _java_error(exc, "loading the artifact") from None
         self._bridge = bridge
+        try:
+            info = json.loads(bridge.task(self._model))
+        except Exception as exc:  # a jar built before the tasks (docs/tasks.md) has no PythonBridge.task
+            self._model.close()
+            raise MissingDependency(f"the pyner JVM library on the class path predates text classification and "
+                                    f"embeddings ({exc})", hint=BUILD_HINT) from None
+        self.task: str = info["task"]
+        self.labels: list[str] = list(info["labels"])
+        self.embedding_dim: int = int(info.get("embedding_dim") or 0)
 
     def predict(self, texts: Sequence[str], aggregation: str = "simple", *, utf16: bool = False) -> list[list[dict]]:
         """Entities per text, as pyner.Model.predict returns them (utf16=True adds start_utf16/end_utf16)."""
@@ -162,15 +177,48 @@ class JvmModel:
             raise _java_error(exc, "predict") from None
         return out if utf16 else [_drop_utf16(es) for es in out]
 
+    def classify(self, texts: Sequence[str], top_k: int | None = 1, long_text: str = "truncate") -> list[list[dict]]:
+        """Text classification, as pyner.Model.classify: per text its labels ranked by score ({"label", "score"}),
+        the first `top_k` (0 or None: all); long_text "truncate" (the first window) or "average" (every window,
+        logits averaged)."""
+        from . import tasks
+
+        long_text = tasks.check_long_text(long_text)
+        k = tasks.check_top_k(top_k, max(len(self.labels), 1))
+        data = _texts_bytes(texts)
+        try:
+            return json.loads(self._bridge.classify(self._model, data, int(k), long_text))
+        except Exception as exc:
+            raise _java_error(exc, "classify") from None
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        """Sentence embeddings, as pyner.Model.embed (one float32 vector per text, as a list of floats)."""
+        data = _texts_bytes(texts)
+        try:
+            return json.loads(self._bridge.embed(self._model, data))
+        except Exception as exc:
+            raise _java_error(exc, "embed") from None
+
+    def infer(self, texts: Sequence[str], **options: Any) -> list[Any]:
+        """The artifact's task on texts: entities, ranked labels or embeddings (as pyner.Model.infer)."""
+        if self.task == "text-classification":
+            return self.classify(texts, **options)
+        if self.task == "feature-extraction":
+            return self.embed(texts, **options)
+        return self.predict(texts, **options)
+
     def analyze(self, texts: Sequence[str]) -> list[dict]:
-        """Per text: windows (ids, type ids, offsets, special mask, labels, float32 scores) and entities per strategy."""
+        """Per text, the golden schema of the artifact's task: NER windows (ids, type ids, offsets, special
+        mask, labels, float32 scores) and entities per strategy; text classification every window with its
+        logits and scores, and the full ranked labels per long_text mode; feature extraction the first
+        window's tokens and the embedding."""
         data = _texts_bytes(texts)
         try:
             out = json.loads(self._bridge.analyze(self._model, data))
         except Exception as exc:
             raise _java_error(exc, "analyze") from None
         for t in out:
-            for es in t["entities"].values():
+            for es in t.get("entities", {}).values():
                 _drop_utf16(es)
         return out
 
@@ -199,16 +247,22 @@ class ParityReport(Comparison):
     python_ort: str = ""
     jvm_ort: str = ""
     threads: int | None = None
+    task: str = "token-classification"
+    bit_identical_texts: int = 0  # texts whose every value (scores, logits, embedding) is equal bit for bit
 
 
 def jvm_parity(artifact_dir: str | os.PathLike, texts: Sequence[str] | None = None, *, threads: int | None = None,
                include_golden: bool = True, jvm: JvmModel | None = None) -> ParityReport:
-    """Run the Python runtime and the JVM on the golden texts (and `texts`) and compare token ids,
-    type ids, offsets, special masks, per-token labels and scores, and the entities of every strategy
-    (`pyner.golden.compare_golden`, the comparison `pyner verify` uses).
+    """Run the Python runtime and the JVM on the golden texts (and `texts`) and compare, in the golden
+    schema of the artifact's task (`pyner.check.golden_cases`; `pyner.golden.compare_golden`, the
+    comparison `pyner verify` uses): token ids, type ids, offsets, special masks, and per task the
+    per-token labels, scores and entities of every strategy (token classification), every window's
+    logits and scores and the full ranked labels of both long_text modes (text classification), or
+    the embedding (feature extraction).
 
-    Token-level values, labels, spans and words must be identical; scores within the manifest's
-    tolerance (and bit-identical when both sides run the same ONNX Runtime version and threads).
+    Token-level values, labels, ranking, spans and words must be identical; scores, logits and
+    embeddings within the manifest's tolerance (and bit-identical when both sides run the same ONNX
+    Runtime version and threads: `bit_identical_texts` counts the texts equal bit for bit).
     """
     import onnxruntime
 
@@ -225,11 +279,20 @@ def jvm_parity(artifact_dir: str | os.PathLike, texts: Sequence[str] | None = No
     jvm = jvm or JvmModel(artifact_dir, threads=threads, self_check=False)
     try:
         report = ParityReport(py.manifest.score_tolerance, ("Python", "JVM"), artifact=str(artifact_dir),
-                              python_ort=onnxruntime.__version__, jvm_ort=jvm.versions()["onnxruntime"], threads=threads)
+                              python_ort=onnxruntime.__version__, jvm_ort=jvm.versions()["onnxruntime"], threads=threads,
+                              task=py.manifest.task)
+        if jvm.task != py.manifest.task:
+            report.add(f"the JVM reads the artifact's task as {jvm.task}, Python as {py.manifest.task}")
+            return report
         if all_texts:
             ids = [f"text {i}" for i in range(len(all_texts))]
             ours = golden_cases(py, list(zip(ids, all_texts)))
-            compare_golden(ours, jvm.analyze(all_texts), report.tolerance, where=ids, comparison=report)
+            theirs = jvm.analyze(all_texts)
+            compare_golden(ours, theirs, report.tolerance, where=ids, comparison=report)
+            for where, want, got in zip(ids, ours, theirs):  # the same comparison with tolerance 0: bit for bit
+                exact = Comparison(0.0, ("Python", "JVM"))
+                exact.compare_case(where, got, want)
+                report.bit_identical_texts += exact.ok
         return report
     finally:
         if own:
@@ -246,12 +309,16 @@ def format_parity(report: ParityReport) -> str:
         verdict = f"OK within tolerance {r.tolerance:g}"
     else:
         verdict = f"DIFFERENT: {r.total_differences} difference(s)"
+    compared = {
+        "text-classification": "ranked labels (truncate and average), logits and scores",
+        "feature-extraction": "embeddings",
+    }.get(r.task, f"{r.entities} entities (5 strategies)")
     lines = [
-        f"JVM parity: {r.artifact}",
+        f"JVM parity: {r.artifact}" + ("" if r.task == "token-classification" else f" ({r.task})"),
         f"  {verdict}",
-        f"  compared: {r.texts} texts, {r.windows} windows, {r.tokens} tokens, {r.entities} entities (5 strategies)",
-        f"  identical texts: {r.identical_texts}/{r.texts}; worst score difference {r.max_score_diff:.3g} "
-        f"(tolerance {r.tolerance:g})",
+        f"  compared: {r.texts} texts, {r.windows} windows, {r.tokens} tokens, {compared}",
+        f"  identical texts: {r.identical_texts}/{r.texts} (bit for bit: {r.bit_identical_texts}/{r.texts}); "
+        f"worst score difference {r.max_score_diff:.3g} (tolerance {r.tolerance:g})",
         f"  onnxruntime: Python {r.python_ort}, JVM {r.jvm_ort}"
         + ("" if same_ort else "  (versions differ: scores can differ in the last bits, hence the tolerance)"),
         f"  threads: {r.threads if r.threads is not None else 'default'} on both sides",

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from . import artifact as _art
+from . import tasks as _tasks
 from .artifact import Manifest
 from .errors import ArtifactError, MissingDependency, UsageError
 
@@ -341,8 +342,13 @@ class Model:
         if sorted(session_inputs) != sorted(self.input_names):
             raise ArtifactError(f"{self.folder / _art.MODEL_FILE}: graph inputs {session_inputs} differ from the manifest's {self.input_names}")
         self._uses_types = "token_type_ids" in self.input_names
-        self.decoder = Decoder(self.labels, self.tokenizer, unk_token_id=tok_info.unk_token_id,
-                               continuing_subword_prefix=tok_info.continuing_subword_prefix)
+        self.task: str = manifest.task
+        # text-classification: the function the graph's `scores` apply (for averaged windows, tasks.average_scores)
+        self.function_to_apply: str | None = manifest.raw.get("function_to_apply")
+        self.embedding_dim: int | None = manifest.raw.get("embedding_dim")
+        self.decoder = (Decoder(self.labels, self.tokenizer, unk_token_id=tok_info.unk_token_id,
+                                continuing_subword_prefix=tok_info.continuing_subword_prefix)
+                        if self.task == _art.TOKEN_CLASSIFICATION else None)
 
     @classmethod
     def from_parts(cls, folder: str | os.PathLike, manifest: dict[str, Any], **kwargs: Any) -> "Model":
@@ -362,11 +368,13 @@ class Model:
         *,
         batch_size: int | None = None,
         max_batch_tokens: int | None = None,
-        output: str = "scores",
+        output: "str | tuple[str, ...]" = "scores",
         max_padding: float = DEFAULT_MAX_PADDING,
-    ) -> list[np.ndarray]:
-        """Run the model on windows, length-bucketed; return per window a float32 (T, num_labels) array, in input order.
-        batch_size / max_batch_tokens None: the device's defaults (`self.batch_size`, `self.max_batch_tokens`)."""
+    ) -> list:
+        """Run the model on windows, length-bucketed; return per window, in input order, the output's float32
+        row: (T, num_labels) for per-token outputs, (num_labels,) or (dim,) for per-text ones; with a tuple
+        of output names, a dict of name -> row. batch_size / max_batch_tokens None: the device's defaults
+        (`self.batch_size`, `self.max_batch_tokens`)."""
         batch_size = self.batch_size if batch_size is None else batch_size
         max_batch_tokens = self.max_batch_tokens if max_batch_tokens is None else max_batch_tokens
         if batch_size < 1 or max_batch_tokens < 1:
@@ -378,12 +386,15 @@ class Model:
         for batch in plan_batches(lengths, batch_size=batch_size, max_batch_tokens=max_batch_tokens, max_padding=max_padding):
             out = self.run_batch([windows[i] for i in batch], output)
             for row, i in enumerate(batch):
-                results[i] = out[row, : len(windows[i])]
+                results[i] = ({name: window_row(a, row, lengths[i]) for name, a in zip(output, out)}
+                              if isinstance(output, tuple) else window_row(out, row, lengths[i]))
         return results  # type: ignore[return-value]
 
-    def run_batch(self, windows: Sequence[TokenWindow], output: str = "scores") -> np.ndarray:
+    def run_batch(self, windows: Sequence[TokenWindow], output: "str | tuple[str, ...]" = "scores"):
         """Exactly one ONNX Runtime run over exactly these windows, padded to their longest (no
-        re-planning): a float32 (n, longest, num_labels) array; rows past a window's length are padding."""
+        re-planning): the output's float32 array, (n, longest, num_labels) for per-token outputs (rows past
+        a window's length are padding) or (n, ...) for per-text ones; a list of them for a tuple of names."""
+        names = list(output) if isinstance(output, tuple) else [output]
         shape = (len(windows), max(len(w) for w in windows))
         ids, mask = np.full(shape, self.pad_id, dtype=np.int64), np.zeros(shape, dtype=np.int64)
         feeds = {"input_ids": ids, "attention_mask": mask}
@@ -395,14 +406,17 @@ class Model:
             if self._uses_types:
                 feeds["token_type_ids"][r, : len(w)] = w.type_ids
         if not self.io_binding:
-            return self.session.run([output], feeds)[0]
-        binding = self.session.io_binding()  # one per run: runs on several threads do not share it
-        for name, array in feeds.items():
-            binding.bind_cpu_input(name, array)
-        binding.bind_output(output, self.device.kind, self.device.index)
-        self.session.run_with_iobinding(binding)
-        binding.synchronize_outputs()
-        return binding.copy_outputs_to_cpu()[0]
+            outs = self.session.run(names, feeds)
+        else:
+            binding = self.session.io_binding()  # one per run: runs on several threads do not share it
+            for name, array in feeds.items():
+                binding.bind_cpu_input(name, array)
+            for name in names:
+                binding.bind_output(name, self.device.kind, self.device.index)
+            self.session.run_with_iobinding(binding)
+            binding.synchronize_outputs()
+            outs = binding.copy_outputs_to_cpu()
+        return list(outs) if isinstance(output, tuple) else outs[0]
 
     def decode(
         self,
@@ -413,6 +427,7 @@ class Model:
         ignore_labels: Sequence[str] | None = None,
     ) -> list[dict[str, Any]]:
         """Entities of one text from its windows' scores, exactly as transformers' pipeline decodes them."""
+        _tasks.require(self.task, _art.TOKEN_CLASSIFICATION, self.folder, "predict")
         parts = [(w.input_ids, w.offsets, w.special_tokens_mask, s) for w, s in zip(encoded.windows, window_scores)]
         return self.decoder.decode_text(encoded.text, parts, aggregation=aggregation, ignore_labels=ignore_labels)
 
@@ -425,11 +440,16 @@ class Model:
         batch_size: int | None = None,
         max_batch_tokens: int | None = None,
         max_padding: float = DEFAULT_MAX_PADDING,
-        output: str = "scores",
+        output: "str | tuple[str, ...]" = "scores",
+        first_window_only: bool = False,
     ) -> list[ScoredText]:
         """The one scoring path: encode every text, run all their windows together (length-bucketed
-        by `plan_batches`), and give each text its windows with their per-window outputs, in input order."""
+        by `plan_batches`), and give each text its windows with their per-window outputs, in input order.
+        first_window_only: each text keeps (and runs) only its first window (classification with
+        truncation, embeddings)."""
         encoded = self.encode(texts)
+        if first_window_only:
+            encoded = [Encoded(e.text, e.windows[:1]) for e in encoded]
         outputs = iter(self.forward([w for e in encoded for w in e.windows], batch_size=batch_size,
                                     max_batch_tokens=max_batch_tokens, output=output, max_padding=max_padding))
         return [ScoredText(e, tuple(next(outputs) for _ in e.windows)) for e in encoded]
@@ -446,12 +466,61 @@ class Model:
         """Entities per text, in input order, with transformers' pipeline keys (see ARCHITECTURE.md)."""
         from .decode import check_aggregation
 
+        _tasks.require(self.task, _art.TOKEN_CLASSIFICATION, self.folder, "predict")
         aggregation = check_aggregation(aggregation)
         return [self.decode(s.encoded, s.scores, aggregation=aggregation, ignore_labels=ignore_labels)
                 for s in self.score(texts, batch_size=batch_size, max_batch_tokens=max_batch_tokens)]
 
+    def classify(
+        self,
+        texts: Sequence[str],
+        *,
+        top_k: int | None = 1,
+        long_text: str = "truncate",
+        batch_size: int | None = None,
+        max_batch_tokens: int | None = None,
+    ) -> list[list[dict[str, Any]]]:
+        """Text classification: per text, its labels ranked by score (keys label, score), the first `top_k`
+        (0 or None: every label), as transformers' pipeline("text-classification", top_k=...) gives them.
+        long_text: "truncate" (default: the first window, the pipeline with truncation=True) or "average"
+        (every window, their logits averaged; docs/tasks.md)."""
+        _tasks.require(self.task, _art.TEXT_CLASSIFICATION, self.folder, "classify")
+        k = _tasks.check_top_k(top_k, len(self.labels))
+        return [_tasks.rank(s, self.labels, k)
+                for s in self.class_scores(texts, long_text=long_text, batch_size=batch_size, max_batch_tokens=max_batch_tokens)]
+
+    def class_scores(self, texts: Sequence[str], *, long_text: str = "truncate", batch_size: int | None = None,
+                     max_batch_tokens: int | None = None) -> list[np.ndarray]:
+        """Text classification: per text, the float32 score of every class in class order (before ranking)."""
+        _tasks.require(self.task, _art.TEXT_CLASSIFICATION, self.folder, "classify")
+        plan = _tasks.plan(self.task, long_text)
+        scored = self.score(texts, output=plan.outputs, first_window_only=plan.first_window_only,
+                            batch_size=batch_size, max_batch_tokens=max_batch_tokens)
+        return [_tasks.class_scores([o if isinstance(o, dict) else {plan.outputs[0]: o} for o in s.scores],
+                                    self.function_to_apply or "none") for s in scored]
+
+    def embed(self, texts: Sequence[str], *, batch_size: int | None = None,
+              max_batch_tokens: int | None = None) -> np.ndarray:
+        """Sentence embeddings: a float32 (len(texts), dim) array, row i the embedding of texts[i] (its first
+        window: truncation at max_length, as sentence-transformers truncates at max_seq_length)."""
+        _tasks.require(self.task, _art.FEATURE_EXTRACTION, self.folder, "embed")
+        scored = self.score(texts, output="embeddings", first_window_only=True, batch_size=batch_size,
+                            max_batch_tokens=max_batch_tokens)
+        if not scored:
+            return np.zeros((0, int(self.embedding_dim or 0)), dtype=np.float32)
+        return np.stack([np.asarray(s.scores[0], dtype=np.float32) for s in scored])
+
+    def infer(self, texts: Sequence[str], **options: Any) -> list[Any]:
+        """The artifact's task on texts, one result per text: entities (predict's options), ranked labels
+        (classify's), or an embedding as a list of floats. What the CLI prints."""
+        if self.task == _art.TEXT_CLASSIFICATION:
+            return self.classify(texts, **options)
+        if self.task == _art.FEATURE_EXTRACTION:
+            return [row.tolist() for row in self.embed(texts, **options)]
+        return self.predict(texts, **options)
+
     def __repr__(self) -> str:
-        return (f"pyner.Model({str(self.folder)!r}, precision={self.precision}, labels={len(self.labels)}, "
+        return (f"pyner.Model({str(self.folder)!r}, task={self.task}, precision={self.precision}, labels={len(self.labels)}, "
                 f"max_length={self.max_length}, device={self.device})")
 
 
@@ -480,6 +549,11 @@ def encode_texts(tokenizer, texts: Sequence[str]) -> list[Encoded]:
         return []
     encodings = tokenizer.encode_batch(texts, add_special_tokens=True)
     return [Encoded(text, tuple(_window(e) for e in [enc, *enc.overflowing])) for text, enc in zip(texts, encodings)]
+
+
+def window_row(out: np.ndarray, row: int, length: int) -> np.ndarray:
+    """One window's row of a run's output: per-token outputs (batch, sequence, ...) cut to its length."""
+    return out[row, :length] if out.ndim >= 3 else out[row]
 
 
 def plan_batches(

@@ -309,12 +309,22 @@ def save_tokenizer(family: str, path, tok=None, *, max_length: int = 64, vocab_s
         cfg_path.write_text(json.dumps(cfg, indent=2, ensure_ascii=False), encoding="utf-8")
 
 
-def make_checkpoint(family: str, path, *, seed: int = 0, max_length: int = 64, hub_tokenizer_class: bool = False) -> Path:
-    """Build and save a tiny random `family` token-classification checkpoint in `path`; return it.
+# Text classification checkpoints: single-label (softmax) over these, multi-label (sigmoid) over MULTI_LABELS.
+CLASS_LABELS = ("negative", "neutral", "positive")
+MULTI_LABELS = ("politics", "business", "sport", "science", "culture")
 
+
+def make_checkpoint(family: str, path, *, seed: int = 0, max_length: int = 64, hub_tokenizer_class: bool = False,
+                    task: str = "token-classification", multi_label: bool = False) -> Path:
+    """Build and save a tiny random `family` checkpoint in `path`; return it.
+
+    task: token-classification (NER labels, the default), text-classification (...ForSequenceClassification
+    over CLASS_LABELS, or MULTI_LABELS with problem_type multi_label_classification when `multi_label`),
+    feature-extraction (the bare encoder, ...Model).
     hub_tokenizer_class: name the family's tokenizer class in tokenizer_config.json, as hub
     checkpoints do (the default saves the generic PreTrainedTokenizerFast)."""
     import torch
+    import transformers as tf
 
     spec = _family_spec(family)
     path = Path(path)
@@ -323,8 +333,20 @@ def make_checkpoint(family: str, path, *, seed: int = 0, max_length: int = 64, h
     pad_id = tok.token_to_id(spec["pad"])
     spec_ids = {k: tok.token_to_id(spec[k]) for k in ("cls", "sep")}
     config, cls = _config(family, tok.get_vocab_size(), pad_id, max_length, spec, spec_ids)
+    if task == "text-classification":
+        labels = MULTI_LABELS if multi_label else CLASS_LABELS
+        config.id2label = {i: label for i, label in enumerate(labels)}
+        config.label2id = {label: i for i, label in enumerate(labels)}
+        config.num_labels = len(labels)
+        if multi_label:
+            config.problem_type = "multi_label_classification"
     torch.manual_seed(seed)
-    model = cls(config).eval()
+    if task == "text-classification":
+        model = tf.AutoModelForSequenceClassification.from_config(config).eval()
+    elif task == "feature-extraction":
+        model = tf.AutoModel.from_config(config).eval()
+    else:
+        model = cls(config).eval()
     with torch.no_grad():
         # Random biases and norm parameters (fresh models have zeros/ones everywhere, which the ONNX
         # exporter folds into shared initializers and which would hide a dropped bias).
@@ -334,11 +356,16 @@ def make_checkpoint(family: str, path, *, seed: int = 0, max_length: int = 64, h
                 p.normal_(0.0, 0.02, generator=g)
             elif p.dim() == 1 and name.endswith("weight"):
                 p.add_(torch.randn(p.shape, generator=g) * 0.05)
-        head = model.classifier
-        # MobileBERT's NoNorm leaves its output ~18x smaller than a LayerNorm's: a larger head spreads its logits alike
-        head.weight.normal_(0.0, 9.0 if family == "mobilebert" else 0.5, generator=torch.Generator().manual_seed(seed + 1))
-        head.bias.zero_()
-        head.bias[0] = 1.0  # most tokens "O", as in real NER output
+        if task == "token-classification":
+            head = model.classifier
+            # MobileBERT's NoNorm leaves its output ~18x smaller than a LayerNorm's: a larger head spreads its logits alike
+            head.weight.normal_(0.0, 9.0 if family == "mobilebert" else 0.5, generator=torch.Generator().manual_seed(seed + 1))
+            head.bias.zero_()
+            head.bias[0] = 1.0  # most tokens "O", as in real NER output
+        elif task == "text-classification":
+            # the last Linear (the one giving the logits): spread so that texts get different labels
+            head = [m for m in model.modules() if isinstance(m, torch.nn.Linear) and m.out_features == config.num_labels][-1]
+            head.weight.normal_(0.0, 2.0, generator=torch.Generator().manual_seed(seed + 1))
     model.save_pretrained(path, safe_serialization=True)
     save_tokenizer(family, path, tok, max_length=max_length, hub_tokenizer_class=hub_tokenizer_class)
     return path

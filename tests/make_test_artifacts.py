@@ -40,8 +40,15 @@ STRIDE = 8
 LONG_MAX_LENGTH = 64
 EXTERNAL_PRECISIONS = ("fp32", "int8")
 KEY_FILE = "key.txt"
+# Other tasks (docs/tasks.md): (folder, family, task, multi-label, precision); plus minilm-emb-fp32, the real model.
+TASK_ARTIFACTS = (("bert-cls-fp32", "bert", "text-classification", False, "fp32"),
+                  ("roberta-cls-fp32", "roberta", "text-classification", False, "fp32"),
+                  ("bert-mlabel-fp32", "bert", "text-classification", True, "fp32"),
+                  ("bert-cls-int8", "bert", "text-classification", False, "int8"),
+                  ("bert-emb-fp32", "bert", "feature-extraction", False, "fp32"),
+                  ("xlm-roberta-emb-fp32", "xlm-roberta", "feature-extraction", False, "fp32"))
 # The runtime modules that compute the golden fixtures (pyner/jvm.py, the CLI and serving do not).
-RUNTIME_FILES = ("__init__.py", "artifact.py", "errors.py", "runtime.py", "decode.py", "golden.py", "check.py")
+RUNTIME_FILES = ("__init__.py", "artifact.py", "errors.py", "runtime.py", "decode.py", "golden.py", "check.py", "tasks.py")
 
 
 def families() -> tuple[str, ...]:
@@ -200,10 +207,22 @@ def build(outdir: Path) -> None:
                 package(ckpt, dst, precision=precision, max_length=MAX_LENGTH, stride=STRIDE,
                         guard=precision == "fp32", external_data="always", quiet=True)
                 external_made.append(dst.name)
+        task_made = []
+        for name, family, task, multi, precision in TASK_ARTIFACTS:
+            ckpt = make_checkpoint(family, ckpts / name, seed=0, max_length=64, task=task, multi_label=multi)
+            dst = tmp / name
+            package(ckpt, dst, precision=precision, max_length=MAX_LENGTH, stride=STRIDE if task != "feature-extraction" else 0,
+                    guard=precision == "fp32", quiet=True)
+            task_made.append(dst.name)
+        from pyner_export.demo import encoder_dir
+
+        package(encoder_dir(), tmp / "minilm-emb-fp32", quiet=True)  # the real all-MiniLM-L6-v2, as it ships
+        task_made.append("minilm-emb-fp32")
         shutil.rmtree(ckpts)
         (tmp / "decoders.json").write_text(json.dumps({"cases": decoder_cases()}, ensure_ascii=False, indent=0) + "\n",
                                            encoding="utf-8")
         index = {"artifacts": made, "long_artifacts": long_made, "external_artifacts": external_made,
+                 "task_artifacts": task_made,
                  "max_length": MAX_LENGTH, "stride": STRIDE,
                  "versions": {m: _version(m) for m in ("torch", "transformers", "onnx", "onnxruntime", "tokenizers")}}
         (tmp / "index.json").write_text(json.dumps(index, indent=1) + "\n", encoding="utf-8")

@@ -141,7 +141,7 @@ def test_newer_format_is_refused(art, tmp_path):
     m["format_version"] = 99
     (newer / "pyner.json").write_text(json.dumps(m))
     r = run("verify", newer)
-    assert r.returncode == 4 and "format version 99 is newer than this pyner supports (1)" in r.stderr
+    assert r.returncode == 4 and "format version 99 is newer than this pyner supports (2)" in r.stderr
 
 
 def test_verify_reports_golden_differences(art, tmp_path):

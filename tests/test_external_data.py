@@ -184,7 +184,8 @@ def _exports(family, checkpoint_factory, tmp_path, monkeypatch):
     import torch
 
     from pyner_export.checkpoint import forward_input_names, inspect_checkpoint, load_model
-    from pyner_export.onnx_export import OUTPUTS, _wrapper, dummy_inputs, export_onnx
+    from pyner_export.onnx_export import OUTPUTS, dummy_inputs, export_onnx
+    from pyner_export.tasks import wrapper
 
     ckpt = inspect_checkpoint(checkpoint_factory(family))
     model = load_model(ckpt)
@@ -192,11 +193,12 @@ def _exports(family, checkpoint_factory, tmp_path, monkeypatch):
     pad, vocab = ckpt.tokenizer["pad_token_id"], int(model.config.vocab_size)
     (tmp_path / "ours").mkdir()
     (tmp_path / "oracle").mkdir()
-    ours = export_onnx(model, names, tmp_path / "ours" / "model.onnx", opset=17, pad_id=pad, vocab_size=vocab)
+    ours = export_onnx(wrapper(model, "token-classification"), names, OUTPUTS, tmp_path / "ours" / "model.onnx", opset=17,
+                       pad_id=pad, vocab_size=vocab)
     oracle = tmp_path / "oracle" / "model.onnx"
     inputs = dummy_inputs(names, pad, vocab)
     with torch.no_grad():
-        torch.onnx.export(_wrapper(model, names), tuple(inputs[n] for n in names), str(oracle), input_names=names,
+        torch.onnx.export(wrapper(model, "token-classification"), tuple(inputs[n] for n in names), str(oracle), input_names=names,
                           output_names=OUTPUTS, dynamic_axes={n: {0: "batch", 1: "sequence"} for n in names + OUTPUTS},
                           opset_version=17, do_constant_folding=True, dynamo=False)
     return onnx.load(str(ours)), onnx.load(str(oracle)), ours

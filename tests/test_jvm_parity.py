@@ -22,7 +22,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import make_test_artifacts  # noqa: E402
-from pyner.errors import ArtifactError, InputError, MissingDependency  # noqa: E402
+from pyner.errors import ArtifactError, InputError, MissingDependency, UsageError  # noqa: E402
 
 pytestmark = pytest.mark.jvm
 
@@ -165,3 +165,93 @@ def test_verify_cli_compares_the_jvm_and_exits_zero(artifacts, tmp_path):
     assert f"onnxruntime: Python {onnxruntime.__version__}, JVM {onnxruntime.__version__}" in done.stdout, done.stdout
     bad = subprocess.run([str(pyner), "verify", str(art), "-i", str(texts)], capture_output=True, text=True, timeout=600)
     assert bad.returncode == 2 and "only used with --jvm" in bad.stderr, bad.stderr
+
+
+# -- text classification and feature extraction (docs/tasks.md) ------------------------------------
+
+CLASSIFICATION = ("bert-cls-fp32", "roberta-cls-fp32", "bert-mlabel-fp32", "bert-cls-int8")
+EMBEDDING = ("bert-emb-fp32", "xlm-roberta-emb-fp32", "minilm-emb-fp32")
+
+
+def _task_artifact(artifacts, name: str) -> Path:
+    path = ARTIFACTS / name
+    if not (path / "pyner.json").is_file():
+        pytest.fail(f"task test artifact {path} missing: tests/make_test_artifacts.py writes it", pytrace=False)
+    return path
+
+
+@pytest.mark.parametrize("name", CLASSIFICATION)
+def test_classify_is_bit_identical_to_python_in_both_long_text_modes(artifacts, name):
+    from pyner import runtime
+    from pyner.jvm import JvmModel
+
+    art = _task_artifact(artifacts, name)
+    py = runtime.load(art)
+    texts = [c["text"] for c in json.loads((art / "golden.json").read_text(encoding="utf-8"))["cases"]] + HOSTILE
+    with JvmModel(art) as jvm:  # golden self-check inside the JVM on load
+        assert jvm.task == "text-classification" and jvm.labels == py.labels
+        compared = 0
+        for long_text in ("truncate", "average"):
+            for top_k in (0, 1, 2, None):
+                want = py.classify(texts, top_k=top_k, long_text=long_text)
+                got = jvm.classify(texts, top_k=top_k, long_text=long_text)
+                assert got == want, f"{name} long_text={long_text} top_k={top_k}"  # labels and float32 scores, bit for bit
+                compared += sum(len(r) for r in got)
+        # defaults: top_k 1, truncate
+        assert jvm.classify(texts[:3]) == py.classify(texts[:3])
+        assert compared > 4 * len(texts)
+        with pytest.raises(UsageError, match=r"text-classification model: predict\(\) gives entities .* use classify\(\)"):
+            jvm.predict(["Paris"])
+        with pytest.raises(UsageError, match="long_text 'mean'"):
+            jvm.classify(["Paris"], long_text="mean")
+        with pytest.raises(UsageError, match="top_k -1"):
+            jvm.classify(["Paris"], top_k=-1)
+
+
+@pytest.mark.parametrize("name", EMBEDDING)
+def test_embed_is_bit_identical_to_python(artifacts, name):
+    import numpy as np
+
+    from pyner import runtime
+    from pyner.jvm import JvmModel
+
+    art = _task_artifact(artifacts, name)
+    py = runtime.load(art)
+    texts = [c["text"] for c in json.loads((art / "golden.json").read_text(encoding="utf-8"))["cases"]] + HOSTILE
+    with JvmModel(art) as jvm:
+        assert jvm.task == "feature-extraction" and jvm.embedding_dim == py.embedding_dim
+        got = jvm.embed(texts)
+        want = py.embed(texts)
+        assert isinstance(got, list) and all(isinstance(v, list) for v in got)
+        assert np.asarray(got, dtype=np.float32).shape == want.shape == (len(texts), py.embedding_dim)
+        assert got == want.tolist(), name  # every float32 value, bit for bit
+        assert jvm.embed([]) == []
+        with pytest.raises(UsageError, match=r"feature-extraction model: classify\(\) gives labels .* use embed\(\)"):
+            jvm.classify(["Paris"])
+
+
+@pytest.mark.parametrize("name", CLASSIFICATION + EMBEDDING)
+def test_jvm_parity_covers_every_task(artifacts, name):
+    from pyner.jvm import format_parity, jvm_parity
+
+    art = _task_artifact(artifacts, name)
+    report = jvm_parity(art, HOSTILE)
+    text = format_parity(report)
+    assert report.ok, text
+    assert report.task == json.loads((art / "pyner.json").read_text())["task"], text
+    assert report.texts >= len(HOSTILE) + 30 and report.tokens > 1000, text
+    assert report.bit_identical_texts == report.texts, text
+    if report.task == "text-classification":
+        assert report.windows > report.texts, "no multi-window text was compared: " + text
+    if report.python_ort == report.jvm_ort:
+        assert report.max_score_diff == 0.0 and "IDENTICAL (scores bit for bit)" in text, text
+    assert report.task in text.splitlines()[0]
+
+
+def test_ner_artifacts_refuse_classify_and_embed_through_the_bridge(artifacts):
+    from pyner.jvm import JvmModel
+
+    with JvmModel(artifacts[("bert", "fp32")], self_check=False) as jvm:
+        assert jvm.task == "token-classification"
+        with pytest.raises(UsageError, match=r"token-classification model: embed\(\) gives embedding .* use predict\(\)"):
+            jvm.embed(["Paris"])

@@ -1,4 +1,4 @@
-"""Validate and load a local Hugging Face token-classification checkpoint.
+"""Validate and load a local Hugging Face checkpoint (token classification, text classification, an encoder).
 
 `inspect_checkpoint` reads only JSON files (no torch) and names the first problem it finds in one
 line; `check_weights` / `load_model` import torch lazily and never unpickle arbitrary objects
@@ -81,6 +81,9 @@ class Checkpoint:
     # tokenizes exactly as the checkpoint's pipeline does.
     tokenizer_str: str = ""
     tokenizer_rebuilt: bool = False
+    task: str = "token-classification"
+    embedding: Any = None  # feature-extraction: tasks.Embedding (pooling, normalize, max_seq_length)
+    function_to_apply: str | None = None  # text-classification: what the graph's scores apply
 
     @property
     def num_heads(self) -> int:
@@ -122,8 +125,25 @@ def _read_json(path: Path, what: str) -> Any:
         raise InputError(f"{path}: cannot read {what} ({exc})") from exc
 
 
-def inspect_checkpoint(path) -> Checkpoint:
-    """Check that `path` is a supported token-classification checkpoint with a fast tokenizer."""
+def _labels(cpath: Path, config: dict[str, Any], task: str) -> list[str]:
+    id2label = config.get("id2label")
+    if not isinstance(id2label, dict) or not id2label:
+        raise InputError(f"{cpath}: no id2label; a {task} config must name its labels")
+    try:
+        ids = sorted(int(k) for k in id2label)
+    except ValueError as exc:
+        raise InputError(f"{cpath}: id2label keys must be integers ({exc})") from exc
+    if ids != list(range(len(ids))):
+        raise InputError(f"{cpath}: id2label keys must be 0..{len(ids) - 1} without gaps, got {ids}")
+    labels = [str(id2label.get(str(i), id2label.get(i))) for i in ids]
+    if len(set(labels)) != len(labels):
+        raise InputError(f"{cpath}: id2label has duplicate labels: {labels}")
+    return labels
+
+
+def inspect_checkpoint(path, task: str | None = None, function_to_apply: str | None = None) -> Checkpoint:
+    """Check that `path` is a supported checkpoint of a task pyner packages (token classification, text
+    classification, an encoder for embeddings; `task` overrides what the folder says) with a fast tokenizer."""
     d = Path(path)
     if not d.exists():
         raise InputError(f"checkpoint folder not found: {d}")
@@ -143,24 +163,18 @@ def inspect_checkpoint(path) -> Checkpoint:
             why = NOT_YET_PROVEN
         reason = f" ({why})" if why else ""
         raise InputError(f"{cpath}: model_type {model_type!r} is not supported{reason}; supported: {SUPPORTED_LIST}")
-    archs = config.get("architectures") or []
-    if not isinstance(archs, list) or not any(str(a).endswith("ForTokenClassification") for a in archs):
-        raise InputError(
-            f"{cpath}: architectures {archs} is not a token-classification model (expected *ForTokenClassification)",
-            hint="fine-tune with AutoModelForTokenClassification and save that model",
-        )
-    id2label = config.get("id2label")
-    if not isinstance(id2label, dict) or not id2label:
-        raise InputError(f"{cpath}: no id2label; a token-classification config must name its labels")
-    try:
-        ids = sorted(int(k) for k in id2label)
-    except ValueError as exc:
-        raise InputError(f"{cpath}: id2label keys must be integers ({exc})") from exc
-    if ids != list(range(len(ids))):
-        raise InputError(f"{cpath}: id2label keys must be 0..{len(ids) - 1} without gaps, got {ids}")
-    labels = [str(id2label.get(str(i), id2label.get(i))) for i in ids]
-    if len(set(labels)) != len(labels):
-        raise InputError(f"{cpath}: id2label has duplicate labels: {labels}")
+    from . import tasks
+
+    task = tasks.detect_task(d, config, task)
+    if task == tasks.FEATURE_EXTRACTION:
+        labels: list[str] = []
+    else:
+        labels = _labels(cpath, config, task)
+    embedding = tasks.embedding_config(d) if task == tasks.FEATURE_EXTRACTION else None
+    function = (tasks.classification_function(config, labels, function_to_apply)
+                if task == tasks.TEXT_CLASSIFICATION else None)
+    if function_to_apply is not None and task != tasks.TEXT_CLASSIFICATION:
+        raise UsageError(f"--function-to-apply applies to text-classification models; {d} is {task}")
 
     weight_files = _find_weights(d)
 
@@ -181,8 +195,9 @@ def inspect_checkpoint(path) -> Checkpoint:
         smap = _read_json(smap_path, "the special tokens map")
         tcfg = {**{k: v for k, v in smap.items() if isinstance(smap, dict)}, **tcfg}
     ckpt = Checkpoint(path=d.absolute(), config=config, model_type=model_type, labels=labels,
-                      label_scheme=detect_scheme(labels), weight_files=weight_files,
-                      tokenizer_json=tj, tokenizer_config=tcfg)
+                      label_scheme=detect_scheme(labels) if task == tasks.TOKEN_CLASSIFICATION else "none",
+                      weight_files=weight_files, tokenizer_json=tj, tokenizer_config=tcfg, task=task,
+                      embedding=embedding, function_to_apply=function)
     ckpt.tokenizer_str = effective_tokenizer(d, tj)
     ckpt.tokenizer_rebuilt = _canonical(ckpt.tokenizer_str) != _canonical(tj.read_text(encoding="utf-8"))
     ckpt.tokenizer = tokenizer_info(ckpt)
@@ -310,6 +325,9 @@ def window_limit(ckpt: Checkpoint) -> int:
 def resolve_lengths(ckpt: Checkpoint, max_length: int | None, stride: int | None) -> tuple[int, int]:
     """Default and check the window length and stride (UsageError names the limit)."""
     limit = window_limit(ckpt)
+    embedding = ckpt.embedding
+    if max_length is None and embedding is not None and embedding.max_seq_length:
+        max_length = min(embedding.max_seq_length, limit)  # sentence-transformers' max_seq_length
     if max_length is None:
         tml = ckpt.tokenizer.get("model_max_length")
         max_length = int(tml) if isinstance(tml, (int, float)) and 0 < tml < 1e9 else limit
@@ -320,7 +338,7 @@ def resolve_lengths(ckpt: Checkpoint, max_length: int | None, stride: int | None
     if max_length <= specials + 1:
         raise UsageError(f"--max-length {max_length} is too small: the model adds {specials} special tokens per window")
     if stride is None:
-        stride = max_length // 4
+        stride = 0 if embedding is not None else max_length // 4  # embeddings run the first window only
     room = max_length - specials
     if stride < 0 or stride >= room:
         raise UsageError(f"--stride {stride} must be between 0 and {room - 1} (max_length {max_length} minus {specials} special tokens, minus 1)")
@@ -355,7 +373,9 @@ def check_weights(path: Path) -> None:
 def load_model(ckpt: Checkpoint):
     """The PyTorch model in eval mode, eager attention (traceable), with every weight from the files."""
     import torch
-    from transformers import AutoConfig, AutoModelForTokenClassification
+    from transformers import AutoConfig
+
+    from .tasks import auto_class, ignorable_missing
 
     for f in ckpt.weight_files:  # validate every file safely before transformers reads them
         check_weights(f)
@@ -365,7 +385,7 @@ def load_model(ckpt: Checkpoint):
     bars = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()
     try:
-        model, info = AutoModelForTokenClassification.from_pretrained(
+        model, info = auto_class(ckpt.task).from_pretrained(
             str(ckpt.path), config=config, attn_implementation="eager", output_loading_info=True,
             dtype=torch.float32,
         )
@@ -376,7 +396,7 @@ def load_model(ckpt: Checkpoint):
     finally:
         if bars:
             hf_logging.enable_progress_bar()
-    missing = [k for k in info.get("missing_keys", []) if not k.endswith("position_ids")]
+    missing = [k for k in info.get("missing_keys", []) if not ignorable_missing(ckpt.task, k)]
     if missing:
         raise InputError(
             f"{ckpt.path}: the weights do not match the config; {len(missing)} missing, e.g. {', '.join(sorted(missing)[:3])}",
@@ -410,7 +430,7 @@ def _exportable_longformer(model) -> None:
     mask[1, probe.shape[1] // 2:] = 0
     probe[mask == 0] = model.config.pad_token_id
     with torch.no_grad():
-        want = model(input_ids=probe, attention_mask=mask).logits
+        want = _main_output(model(input_ids=probe, attention_mask=mask))
 
     def attention(self, hidden_states, attention_mask=None, is_index_masked=None, is_index_global_attn=None,
                   is_global_attn=None, output_attentions=False):
@@ -437,12 +457,18 @@ def _exportable_longformer(model) -> None:
         layer.attention.self.forward = attention.__get__(layer.attention.self)
     base._pad_to_window_size = no_padding.__get__(base)
     with torch.no_grad():
-        got = model(input_ids=probe, attention_mask=mask).logits
-    keep = mask.bool()
+        got = _main_output(model(input_ids=probe, attention_mask=mask))
+    keep = mask.bool() if got.dim() >= 2 and got.shape[:2] == mask.shape else torch.ones(got.shape[0], dtype=torch.bool)
     diff = float((got - want).abs()[keep].max())
     if not diff <= 1e-4:
         raise InputError(f"model_type 'longformer': pyner's exportable local attention differs from transformers' by "
                          f"{diff:.3g} in logits on this checkpoint; not packaged")
+
+
+def _main_output(out):
+    """A model's logits, or an encoder's last hidden state."""
+    logits = getattr(out, "logits", None)
+    return logits if logits is not None else out.last_hidden_state
 
 
 def _windows(config) -> list[int]:

@@ -9,27 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-OUTPUTS = ["scores", "logits"]
-
-
-def _wrapper(model, input_names):
-    import torch
-
-    class ScoresAndLogits(torch.nn.Module):
-        """Token classifier whose outputs are float32 probabilities (in the graph) and float32 logits."""
-
-        def __init__(self, inner):
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, input_ids, attention_mask, token_type_ids=None):
-            kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
-            if token_type_ids is not None:
-                kwargs["token_type_ids"] = token_type_ids
-            logits = self.inner(**kwargs, return_dict=True).logits.float()
-            return torch.softmax(logits, dim=-1), logits
-
-    return ScoresAndLogits(model).eval()
+OUTPUTS = ["scores", "logits"]  # token classification's; every task's: pyner.tasks.OUTPUTS
 
 
 def dummy_inputs(input_names, pad_id: int, vocab_size: int, *, batch: int = 2, seq: int = 11):
@@ -47,8 +27,10 @@ def dummy_inputs(input_names, pad_id: int, vocab_size: int, *, batch: int = 2, s
     return inputs
 
 
-def export_onnx(model, input_names: list[str], path: Path, *, opset: int, pad_id: int, vocab_size: int) -> Path:
-    """Export `model` to `path`, with dynamic [batch, sequence] axes and its weights in `path`.data.
+def export_onnx(wrapper, input_names: list[str], output_names: list[str], path: Path, *, opset: int, pad_id: int,
+                vocab_size: int) -> Path:
+    """Export `wrapper` (the checkpoint's model with its task's outputs: pyner_export.tasks.wrapper) to
+    `path`, with dynamic [batch, sequence] axes (per-text outputs: [batch]) and its weights in `path`.data.
 
     The weights go from PyTorch's tensors straight to the data file (`_weights_beside`): the exporter
     itself, for a model under 2 GiB, builds the whole graph with its weights embedded in memory, then
@@ -60,10 +42,13 @@ def export_onnx(model, input_names: list[str], path: Path, *, opset: int, pad_id
 
     from . import onnxio
 
-    wrapper = _wrapper(model, input_names)
     inputs = dummy_inputs(input_names, pad_id, vocab_size)
     args = tuple(inputs[n] for n in input_names)
-    axes = {n: {0: "batch", 1: "sequence"} for n in input_names + OUTPUTS}
+    with torch.no_grad():
+        probe = wrapper(*args)
+    axes = {n: {0: "batch", 1: "sequence"} for n in input_names}
+    for name, tensor in zip(output_names, probe):
+        axes[name] = {0: "batch", 1: "sequence"} if tensor.dim() == 3 else {0: "batch"}
     path = Path(path)
     capture = _ParamsCapture()
     direct = capture.available()
@@ -71,13 +56,12 @@ def export_onnx(model, input_names: list[str], path: Path, *, opset: int, pad_id
     try:
         with torch.no_grad(), capture:
             torch.onnx.export(
-                wrapper, args, str(target), input_names=input_names, output_names=OUTPUTS,
+                wrapper, args, str(target), input_names=input_names, output_names=list(output_names),
                 dynamic_axes=axes, opset_version=opset, do_constant_folding=True, dynamo=False,
                 export_params=not direct,
             )
     finally:
-        model.eval()  # the TorchScript exporter leaves the module in training mode
-        wrapper.eval()
+        wrapper.eval()  # the TorchScript exporter leaves the module (and the model inside) in training mode
     if direct:
         _weights_beside(path, capture.params)
     else:

@@ -89,20 +89,6 @@ def _write_config(ckpt, dst: Path) -> None:
     dst.write_text(json.dumps(config, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
 
 
-def serving_properties(input_names: list[str], max_length: int) -> str:
-    return "\n".join([
-        "# DJL: plain TokenClassificationTranslatorFactory over this folder (written by pyner package).",
-        "# Output 0 of model.onnx is already a softmax, so the translator must not apply one.",
-        "engine=OnnxRuntime",
-        "translatorFactory=ai.djl.huggingface.translator.TokenClassificationTranslatorFactory",
-        f"includeTokenTypes={'true' if 'token_type_ids' in input_names else 'false'}",
-        "softmax=false",
-        f"maxLength={max_length}",
-        "modelName=model",
-        "",
-    ])
-
-
 def check_options(precision: str, opset: int, max_f1_drop: float | None, int8_policy: str | None = None,
                   min_identical: float | None = None) -> None:
     if precision not in art.PRECISIONS:
@@ -139,11 +125,17 @@ class Options:
     int8_policy: str | None = None
     int8_exclude: list[str] | None = None
     external_data: str = "auto"
+    task: str | None = None  # None: what the checkpoint is (docs/tasks.md)
+    function_to_apply: str | None = None  # text-classification: None = the pipeline's choice
 
     def check(self) -> "Options":
         from .onnxio import check_mode
 
         check_options(self.precision, self.opset, self.max_f1_drop, self.int8_policy, self.min_identical)
+        if self.task is not None:
+            from pyner.tasks import check_task
+
+            check_task(self.task)
         check_mode(self.external_data)
         return self
 
@@ -194,9 +186,12 @@ def package(model_dir, out_dir, options: Options | None = None, **kwargs: Any) -
     try:
         with art.terminate_as_exit():
             t0 = time.perf_counter()
-            ckpt = inspect_checkpoint(model_dir)
+            ckpt = inspect_checkpoint(model_dir, opts.task, opts.function_to_apply)
             max_length, stride = resolve_lengths(ckpt, opts.max_length, opts.stride)
             eval_sentences = None
+            if opts.eval_data is not None and ckpt.task != art.TOKEN_CLASSIFICATION:
+                raise UsageError(f"--eval-data holds BIO-tagged sentences for token classification; {model_dir} is a "
+                                 f"{ckpt.task} model", hint="drop --eval-data; the guard compares against PyTorch on the golden texts")
             if opts.eval_data is not None:
                 from .evaldata import read_bio
 
@@ -291,23 +286,26 @@ class _Build:
     def load(self) -> None:
         import onnxruntime
 
+        from . import tasks
         from .checkpoint import forward_input_names, load_model
-        from .onnx_export import OUTPUTS
 
         ckpt, opts = self.ckpt, self.opts
         self.torch_model = load_model(ckpt)
-        self.input_names = forward_input_names(self.torch_model)
+        self.input_names = tasks.input_names(ckpt.task, forward_input_names(self.torch_model))
+        self.wrapper = tasks.wrapper(self.torch_model, ckpt.task, function=ckpt.function_to_apply, pooling=ckpt.embedding)
         self.pad_id = ckpt.tokenizer["pad_token_id"]
         self.vocab = int(self.torch_model.config.vocab_size)
         _write_tokenizer(ckpt, self.folder / art.TOKENIZER_FILE)
         _write_config(ckpt, self.folder / art.CONFIG_FILE)
-        (self.folder / art.SERVING_FILE).write_text(serving_properties(self.input_names, self.max_length), encoding="utf-8")
+        (self.folder / art.SERVING_FILE).write_text(
+            tasks.serving_properties(ckpt.task, self.input_names, self.max_length, ckpt.embedding), encoding="utf-8")
         tok = dict(ckpt.tokenizer)
         tok.pop("num_special_tokens", None)
         tok.pop("model_max_length", None)
         self.manifest = {
             "format": art.FORMAT,
-            "format_version": art.FORMAT_VERSION,
+            "format_version": art.format_version_for(ckpt.task),
+            "task": ckpt.task,
             "source": {"path": str(ckpt.path), "digest": self.digest,
                        "files": [p.relative_to(ckpt.path).as_posix() for p in ckpt.files()]},
             "model_type": ckpt.model_type,
@@ -319,7 +317,7 @@ class _Build:
             "max_length": self.max_length,
             "stride": self.stride,
             "inputs": self.input_names,
-            "outputs": list(OUTPUTS),
+            "outputs": tasks.outputs(ckpt.task),
             "tokenizer": {**tok, "rebuilt_by_transformers": ckpt.tokenizer_rebuilt},
             "external_data": None,
             "optimization": None,
@@ -327,6 +325,13 @@ class _Build:
             "guard": None,
             "golden": {"file": art.GOLDEN_FILE, "score_tolerance": art.SCORE_TOLERANCE[opts.precision]},
         }
+        if ckpt.task == art.TEXT_CLASSIFICATION:
+            self.manifest["problem_type"] = ckpt.config.get("problem_type")
+            self.manifest["function_to_apply"] = ckpt.function_to_apply
+        if ckpt.task == art.FEATURE_EXTRACTION:
+            e = ckpt.embedding
+            self.manifest["pooling"] = {"mode": e.mode, "normalize": e.normalize, "source": e.source}
+            self.manifest["embedding_dim"] = ckpt.hidden_size
 
     def reference(self) -> None:
         from pyner.golden import GOLDEN_TEXTS
@@ -338,15 +343,16 @@ class _Build:
         self.ref = torch_reference(
             self.torch_model, lambda texts: encode_texts(tokenizer, texts), texts=[t for _, t in GOLDEN_TEXTS],
             input_names=self.input_names, pad_id=self.pad_id, eval_sentences=self.eval_sentences,
-            eval_name=str(self.opts.eval_data) if self.opts.eval_data else None)
+            eval_name=str(self.opts.eval_data) if self.opts.eval_data else None, task=self.ckpt.task, wrapper=self.wrapper)
 
     def export(self) -> None:
         from . import onnx_export
 
         (self.work / "raw").mkdir(parents=True)
-        self.raw = onnx_export.export_onnx(self.torch_model, self.input_names, self.work / "raw" / art.MODEL_FILE,
-                                           opset=self.opts.opset, pad_id=self.pad_id, vocab_size=self.vocab)
-        del self.torch_model  # the reference logits are taken: PyTorch's copy of the weights goes
+        self.raw = onnx_export.export_onnx(self.wrapper, self.input_names, self.manifest["outputs"],
+                                           self.work / "raw" / art.MODEL_FILE, opset=self.opts.opset, pad_id=self.pad_id,
+                                           vocab_size=self.vocab)
+        del self.torch_model, self.wrapper  # the reference logits are taken: PyTorch's copy of the weights goes
 
     def optimize(self) -> None:
         from .optimize import optimize, probe_feed

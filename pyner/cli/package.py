@@ -1,4 +1,8 @@
-"""`pyner package [MODEL_DIR] -o ARTIFACT_DIR`: a Hugging Face NER checkpoint becomes one verified artifact.
+"""`pyner package [MODEL_DIR] -o ARTIFACT_DIR`: a Hugging Face checkpoint becomes one verified artifact.
+
+Tasks (docs/tasks.md): token classification (NER), text classification, feature extraction (sentence
+embeddings), chosen from the checkpoint or by --task. No MODEL_DIR: the embedded demo NER model, or with
+--task feature-extraction the embedded all-MiniLM-L6-v2 as it ships.
 
 The export stage (torch, transformers, onnx) lives in the separate package `pyner_export`; it is
 imported here, inside `run`, and only here: no other command pays for it or needs it installed.
@@ -11,12 +15,21 @@ import sys
 from pathlib import Path
 
 DEMO_OUTPUT = "artifacts/demo"
+EMBEDDINGS_DEMO_OUTPUT = "artifacts/minilm-embeddings"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model_dir", metavar="MODEL_DIR", nargs="?", default=None,
-                   help="local Hugging Face token-classification checkpoint (config.json with id2label, "
-                        "safetensors or .bin weights, tokenizer.json); omitted: the embedded demo model")
+                   help="local Hugging Face checkpoint (config.json, safetensors or .bin weights, tokenizer.json): "
+                        "...ForTokenClassification, ...ForSequenceClassification, a sentence-transformers folder or a "
+                        "bare encoder; omitted: the embedded demo NER model (with --task feature-extraction: "
+                        "all-MiniLM-L6-v2 as it ships)")
+    p.add_argument("--task", default=None, metavar="TASK",
+                   help="token-classification, text-classification or feature-extraction (default: what the "
+                        "checkpoint is: its architecture, or a sentence-transformers folder)")
+    p.add_argument("--function-to-apply", default=None, metavar="FN",
+                   help="text-classification: softmax, sigmoid or none for the scores (default: the pipeline's "
+                        "choice: sigmoid for multi-label or one label, none for regression, else softmax)")
     p.add_argument("-o", "--output", metavar="ARTIFACT_DIR", default=None,
                    help=f"artifact folder to write (required with MODEL_DIR; default {DEMO_OUTPUT} for the demo model)")
     p.add_argument("--precision", default="fp32",
@@ -89,8 +102,17 @@ def run(args: argparse.Namespace) -> int:
     options = pkg.Options(precision=args.precision, max_length=args.max_length, stride=args.stride, opset=args.opset,
                           eval_data=args.eval_data, max_f1_drop=args.max_f1_drop, min_identical=args.min_identical, guard=not args.no_guard,
                           force=args.force, quiet=args.quiet, int8_policy=args.int8_policy,
-                          external_data=args.external_data).check()
-    if args.model_dir is None:
+                          external_data=args.external_data, task=args.task,
+                          function_to_apply=args.function_to_apply).check()
+    if args.model_dir is None and args.task == "feature-extraction":
+        from pyner_export.demo import encoder_dir
+
+        out = args.output or EMBEDDINGS_DEMO_OUTPUT
+        model_dir = encoder_dir()
+    elif args.model_dir is None:
+        if args.task not in (None, "token-classification"):
+            raise UsageError(f"--task {args.task} needs a MODEL_DIR: the embedded models are an NER model (the demo) and "
+                             "all-MiniLM-L6-v2 for --task feature-extraction")
         out = args.output or DEMO_OUTPUT
         model_dir = _demo_checkpoint(args.quiet)
     else:

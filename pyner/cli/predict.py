@@ -1,4 +1,8 @@
-"""`pyner predict ARTIFACT_DIR [TEXT ...] [-i FILE] [-o FILE]`: entities as JSON Lines, in input order.
+"""`pyner predict ARTIFACT_DIR [TEXT ...] [-i FILE] [-o FILE]`: the artifact's task, as JSON Lines, in input order.
+
+Per input one `{"id", "text", R}` object, R being `entities` (NER), `labels` (text classification:
+ranked `{"label", "score"}`, --top-k, --long-text) or `embedding` (feature extraction: the float32
+vector), as docs/tasks.md describes.
 
 Input: texts on the command line, or a file (`-` for stdin) of plain-text lines (one document per
 line; id = line number) or JSON Lines objects with `text` and optional `id` (detected from the first
@@ -43,6 +47,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", metavar="FILE", help="write JSON Lines here (default: stdout)")
     p.add_argument("--aggregation", default="simple", choices=AGGREGATIONS, help="entity grouping strategy (default: simple)")
     p.add_argument("--ignore-labels", nargs="*", default=None, metavar="LABEL", help="labels to drop after grouping (default: O)")
+    p.add_argument("--top-k", type=int, default=None, metavar="K",
+                   help="text classification: labels per text, highest score first (default 1; 0: every label)")
+    p.add_argument("--long-text", default=None, choices=("truncate", "average"),
+                   help="text classification: truncate (default: the first window, as the pipeline with truncation) "
+                        "or average (every window's logits averaged)")
     p.add_argument("--batch-size", type=int, default=None,
                    help=f"max windows per model call (default {DEFAULT_BATCH_SIZE} on CPU, {CUDA_BATCH_SIZE} on CUDA)")
     p.add_argument("--max-batch-tokens", type=int, default=None,
@@ -133,9 +142,32 @@ def _chunks(records: Iterator[tuple[object, str]], n: int) -> Iterator[list[tupl
         yield chunk
 
 
-def _format(fmt: str, rid: object, text: str, ents: list[dict]) -> str:
+def _task_options(task: str, args: argparse.Namespace) -> dict:
+    """The options of `Model.infer` for the artifact's task (docs/tasks.md); another task's flags are refused."""
+    from ..artifact import FEATURE_EXTRACTION, TEXT_CLASSIFICATION
+
+    sizes = {"batch_size": args.batch_size, "max_batch_tokens": args.max_batch_tokens}
+    ner_flags = args.aggregation != "simple" or args.ignore_labels is not None
+    if task != "token-classification" and ner_flags:
+        raise UsageError(f"--aggregation and --ignore-labels are for entities; {args.artifact} is a {task} model")
+    if task != TEXT_CLASSIFICATION and (args.top_k is not None or args.long_text is not None):
+        raise UsageError(f"--top-k and --long-text are for text classification; {args.artifact} is a {task} model")
+    if task == TEXT_CLASSIFICATION:
+        return {"top_k": 1 if args.top_k is None else args.top_k, "long_text": args.long_text or "truncate", **sizes}
+    if task == FEATURE_EXTRACTION:
+        return sizes
+    return {"aggregation": args.aggregation, "ignore_labels": args.ignore_labels, **sizes}
+
+
+def _format(fmt: str, rid: object, text: str, ents, task: str = "token-classification") -> str:
+    from ..tasks import RESULT
+
     if fmt == "jsonl":
-        return json.dumps({"id": rid, "text": text, "entities": ents}, ensure_ascii=False) + "\n"
+        return json.dumps({"id": rid, "text": text, RESULT[task]: ents}, ensure_ascii=False) + "\n"
+    if task == "text-classification":
+        return f"{text}\n    " + ", ".join(f"{r['label']} {r['score']:.3f}" for r in ents) + "\n"
+    if task == "feature-extraction":
+        return f"{text}\n    [{', '.join(f'{v:.4f}' for v in ents[:4])}, ...] ({len(ents)} values)\n"
     shown = ", ".join(f"{e.get('entity_group', e.get('entity'))} {e['word']!r} {e['score']:.2f}" for e in ents)
     return f"{text}\n    {shown or '(no entities)'}\n"
 
@@ -294,15 +326,9 @@ def _run(args: argparse.Namespace) -> int:
         else:
             records = iter(list(enumerate(args.texts)))
         for chunk in _chunks(records, CHUNK_TEXTS):
-            entities = model.predict(
-                [t for _, t in chunk],
-                aggregation=args.aggregation,
-                ignore_labels=args.ignore_labels,
-                batch_size=args.batch_size,
-                max_batch_tokens=args.max_batch_tokens,
-            )
+            entities = model.infer([t for _, t in chunk], **_task_options(model.task, args))
             for (rid, text), ents in zip(chunk, entities):
-                out.write(_format(args.format, rid, text, ents))
+                out.write(_format(args.format, rid, text, ents, model.task))
             count += len(chunk)
             if progress is not None:
                 progress.update(sum(len(t.encode("utf-8")) + 1 for _, t in chunk))

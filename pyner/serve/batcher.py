@@ -34,7 +34,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import DeadlineExpired, InputError, Overloaded, Unavailable
+from ..artifact import TOKEN_CLASSIFICATION
 from ..runtime import plan_batches
+from ..tasks import require
 from .config import BatcherConfig
 from .metrics import Metrics
 
@@ -180,6 +182,8 @@ class Batcher:
         """Entities per text (in order). `deadline` is absolute, on time.monotonic()'s clock."""
         if self._closing:
             raise Unavailable("the server is shutting down and takes no new requests; retry on another replica")
+        # the sidecar serves entities only (classification and embedding RPCs: not yet, docs/tasks.md)
+        require(getattr(self.model, "task", TOKEN_CLASSIFICATION), TOKEN_CLASSIFICATION, self.model.folder, "predict")
         ignore = check_request_limits(texts, ignore_labels, self.config)
         if self._pending >= self.config.max_queue:
             raise Overloaded(
@@ -214,6 +218,11 @@ class Batcher:
             self._queued_tokens += job.remaining_tokens()
             self._wakeup.set()
             return await job.future
+        except asyncio.CancelledError:
+            if job is None:  # cancelled (or out of time) while being tokenized: it never queued, count it here
+                expired = deadline is not None and time.monotonic() >= deadline
+                self.metrics.dropped.labels(reason="deadline" if expired else "cancelled").inc()
+            raise
         finally:
             if job is None:
                 self._pending -= 1

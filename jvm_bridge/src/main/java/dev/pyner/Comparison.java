@@ -17,8 +17,12 @@ import java.util.function.BiFunction;
  * The one comparison over the golden schema (mirrors {@code pyner.golden.Comparison}): windows'
  * token ids, type ids, offsets, special-token masks and per-token labels identical; scores within
  * the tolerance; entities identical (kind, label, start, end, word, index; score within the
- * tolerance). The golden self-check, the JUnit tests and the Scala sample's tests all compare
- * through it. Accumulates counts and every difference; not thread-safe.
+ * tolerance). For the other tasks (docs/tasks.md): text classification's window logits and scores
+ * within the tolerance and its ranked labels in the same order (scores within the tolerance); feature
+ * extraction's embeddings within the tolerance, value by value. Bit-identical values are counted
+ * ({@link #identicalValues()} of {@link #values()}). The golden self-check, the JUnit tests and the
+ * Scala sample's tests all compare through it. Accumulates counts and every difference; not
+ * thread-safe.
  */
 public final class Comparison {
 
@@ -53,7 +57,15 @@ public final class Comparison {
         /** A token entity's index. */
         ENTITY_INDEX,
         /** An entity's score, beyond the tolerance. */
-        ENTITY_SCORE
+        ENTITY_SCORE,
+        /** Text classification: a window's logits, beyond the tolerance (or of another size). */
+        LOGITS,
+        /** Text classification: the ranked labels' order (or their number). */
+        RANKED_LABELS,
+        /** Text classification: a ranked label's score, beyond the tolerance. */
+        RANKED_SCORES,
+        /** Feature extraction: an embedding's values, beyond the tolerance (or of another size). */
+        EMBEDDING
     }
 
     private final double tolerance;
@@ -61,6 +73,10 @@ public final class Comparison {
     private int tokens;
     private int entities;
     private int identicalScores;
+    private int values;
+    private int identicalValues;
+    private int rankings;
+    private int embeddings;
     private double maxScoreDiff;
     private final List<String> differences = new ArrayList<>();
     private final Set<Kind> kinds = EnumSet.noneOf(Kind.class);
@@ -127,17 +143,18 @@ public final class Comparison {
         return true;
     }
 
-    private void window(String where, TokenWindow w, float[][] scores, int[] labels, JsonObject g) {
+    /** Token ids, type ids, offsets and special mask identical; false (and one difference) when not. */
+    private boolean sameTokens(String where, TokenWindow w, JsonObject g) {
         long[] ids = longs(g.getAsJsonArray("input_ids"));
         int first = firstDiff(w.inputIds(), ids);
         if (first >= 0) {
             add(Kind.INPUT_IDS, where + ": input_ids differ at token " + first + " ("
                     + (first < w.length() ? w.inputIds()[first] : "end") + " != golden " + (first < ids.length ? ids[first] : "end") + ")");
-            return;
+            return false;
         }
         if (g.has("type_ids") && (first = firstDiff(w.typeIds(), longs(g.getAsJsonArray("type_ids")))) >= 0) {
             add(Kind.TYPE_IDS, where + ": type_ids differ at token " + first);
-            return;
+            return false;
         }
         JsonArray offs = g.getAsJsonArray("offsets");
         for (int t = 0; t < offs.size(); t++) {
@@ -145,16 +162,23 @@ public final class Comparison {
             if (p.get(0).getAsInt() != w.starts()[t] || p.get(1).getAsInt() != w.ends()[t]) {
                 add(Kind.OFFSETS, where + ": offsets differ at token " + t + " ([" + w.starts()[t] + ", " + w.ends()[t]
                         + "] != golden " + p + ")");
-                return;
+                return false;
             }
         }
         first = firstDiff(toLongs(w.specialTokensMask()), longs(g.getAsJsonArray("special_tokens_mask")));
         if (first >= 0) {
             add(Kind.SPECIAL_TOKENS_MASK, where + ": special_tokens_mask differ at token " + first);
-            return;
+            return false;
         }
         tokens += w.length();
-        first = firstDiff(toLongs(labels), longs(g.getAsJsonArray("labels")));
+        return true;
+    }
+
+    private void window(String where, TokenWindow w, float[][] scores, int[] labels, JsonObject g) {
+        if (!sameTokens(where, w, g)) {
+            return;
+        }
+        int first = firstDiff(toLongs(labels), longs(g.getAsJsonArray("labels")));
         if (first >= 0) {
             add(Kind.LABELS, where + ": label of token " + first + " is " + labels[first] + ", golden "
                     + g.getAsJsonArray("labels").get(first).getAsInt());
@@ -170,6 +194,168 @@ public final class Comparison {
         maxScoreDiff = Math.max(maxScoreDiff, worst);
         if (worst > tolerance) {
             add(Kind.SCORES, where + ": scores differ by " + fmt(worst) + " (tolerance " + tolerance + ")");
+        }
+    }
+
+    /**
+     * Compares a text-classification artifact's golden cases with this runtime's results (docs/tasks.md):
+     * every window (tokens, then logits and scores) from one run over all windows of the golden texts,
+     * and the full ranked labels of each long_text mode the fixtures hold.
+     *
+     * @param golden the fixtures
+     * @param windows the golden texts run with every window and both outputs (logits, scores), in case order
+     * @param ranked per long_text mode, the full ranked labels of every golden text ({@code classify(texts, 0, mode)})
+     * @param tolerance value tolerance
+     * @return the comparison (never throws on a difference)
+     */
+    public static Comparison classification(Golden golden, List<TextOutputs> windows,
+                                            java.util.Map<LongText, List<List<LabelScore>>> ranked, double tolerance) {
+        Comparison r = new Comparison(tolerance);
+        List<Golden.Case> cases = golden.cases();
+        checkSize(windows.size(), cases.size());
+        for (int c = 0; c < cases.size(); c++) {
+            Golden.Case gc = cases.get(c);
+            r.cases++;
+            if (!r.windowOutputs(gc.id(), windows.get(c), gc.windows())) {
+                continue;
+            }
+            for (LongText mode : LongText.values()) {
+                JsonArray want = gc.classification(mode.wireName());
+                if (want != null) {
+                    List<List<LabelScore>> got = ranked.get(mode);
+                    if (got == null) {
+                        throw new IllegalArgumentException("no " + mode + " results for the golden " + mode + " rankings");
+                    }
+                    checkSize(got.size(), cases.size());
+                    r.ranked(gc.id() + " classification[" + mode.wireName() + "]", got.get(c), want);
+                }
+            }
+        }
+        return r;
+    }
+
+    /**
+     * Compares a feature-extraction artifact's golden cases with this runtime's results: the first
+     * window's tokens and the embedding ({@code embed(texts)} over all golden texts).
+     *
+     * @param golden the fixtures
+     * @param outputs the golden texts run (first windows, {@code embeddings}), in case order
+     * @param embeddings the embedding of every golden text, in case order
+     * @param tolerance value tolerance
+     * @return the comparison (never throws on a difference)
+     */
+    public static Comparison embeddings(Golden golden, List<TextOutputs> outputs, List<float[]> embeddings, double tolerance) {
+        Comparison r = new Comparison(tolerance);
+        List<Golden.Case> cases = golden.cases();
+        checkSize(outputs.size(), cases.size());
+        checkSize(embeddings.size(), cases.size());
+        for (int c = 0; c < cases.size(); c++) {
+            Golden.Case gc = cases.get(c);
+            r.cases++;
+            if (!r.windowOutputs(gc.id(), outputs.get(c), gc.windows())) {
+                continue;
+            }
+            if (gc.embedding() != null) {
+                r.embeddings++;
+                r.values(gc.id() + " embedding", Kind.EMBEDDING, embeddings.get(c), gc.embedding());
+            }
+        }
+        return r;
+    }
+
+    private static void checkSize(int got, int cases) {
+        if (got != cases) {
+            throw new IllegalArgumentException(got + " results for " + cases + " golden cases");
+        }
+    }
+
+    /**
+     * Compares the windows that ran for a text (tokens identical, then every output the golden
+     * windows hold: {@code scores}, {@code logits}, within the tolerance) with golden windows.
+     *
+     * @param where the case, for messages
+     * @param got the text's windows and outputs
+     * @param golden golden window objects
+     * @return false when the window counts differ (nothing else compared)
+     */
+    public boolean windowOutputs(String where, TextOutputs got, JsonArray golden) {
+        if (golden.size() != got.windows().size()) {
+            add(Kind.WINDOWS, where + ": " + got.windows().size() + " windows, golden has " + golden.size());
+            return false;
+        }
+        for (int w = 0; w < golden.size(); w++) {
+            JsonObject g = golden.get(w).getAsJsonObject();
+            String at = where + " window " + w;
+            if (!sameTokens(at, got.windows().get(w), g)) {
+                continue;
+            }
+            if (g.has("scores")) {
+                values(at + ": scores", Kind.SCORES, got.output(w, "scores"), g.getAsJsonArray("scores"));
+            }
+            if (g.has("logits")) {
+                values(at + ": logits", Kind.LOGITS, got.output(w, "logits"), g.getAsJsonArray("logits"));
+            }
+        }
+        return true;
+    }
+
+    /**
+     * Compares ranked labels (text classification): the same labels in the same order, each score within
+     * the tolerance.
+     *
+     * @param where for messages
+     * @param got the runtime's ranked labels
+     * @param want golden ranked labels ({@code [{"label", "score"}, ...]})
+     */
+    public void ranked(String where, List<LabelScore> got, JsonArray want) {
+        rankings++;
+        List<String> gl = new ArrayList<>();
+        List<String> wl = new ArrayList<>();
+        for (LabelScore l : got) {
+            gl.add(l.label());
+        }
+        for (int i = 0; i < want.size(); i++) {
+            wl.add(want.get(i).getAsJsonObject().get("label").getAsString());
+        }
+        if (!gl.equals(wl)) {
+            add(Kind.RANKED_LABELS, where + ": labels ranked " + gl + ", golden " + wl);
+            return;
+        }
+        float[] scores = new float[got.size()];
+        JsonArray ws = new JsonArray();
+        for (int i = 0; i < scores.length; i++) {
+            scores[i] = got.get(i).score();
+            ws.add(want.get(i).getAsJsonObject().get("score"));
+        }
+        values(where + ": scores", Kind.RANKED_SCORES, scores, ws);
+    }
+
+    /**
+     * Compares float32 values with golden ones (JSON doubles): same count, every one within the
+     * tolerance; counts the values and the bit-identical ones.
+     *
+     * @param where for messages
+     * @param kind the kind of difference to report
+     * @param got the runtime's values
+     * @param want golden values
+     */
+    public void values(String where, Kind kind, float[] got, JsonArray want) {
+        if (got.length != want.size()) {
+            add(kind, where + ": " + got.length + " values, golden has " + want.size());
+            return;
+        }
+        double worst = 0;
+        for (int i = 0; i < got.length; i++) {
+            double w = want.get(i).getAsDouble();
+            values++;
+            if ((double) got[i] == w || (Float.isNaN(got[i]) && Double.isNaN(w))) {
+                identicalValues++;
+            }
+            worst = Math.max(worst, absDiff(got[i], w));
+        }
+        maxScoreDiff = Math.max(maxScoreDiff, worst);
+        if (!(worst <= tolerance)) {
+            add(kind, where + " differ by " + fmt(worst) + " (tolerance " + tolerance + ")");
         }
     }
 
@@ -296,6 +482,26 @@ public final class Comparison {
         return identicalScores;
     }
 
+    /** @return output values compared (text classification's logits, scores and ranked scores; embedding values) */
+    public int values() {
+        return values;
+    }
+
+    /** @return of {@link #values()}, those bit-identical to the golden ones */
+    public int identicalValues() {
+        return identicalValues;
+    }
+
+    /** @return ranked label lists compared (text classification) */
+    public int rankings() {
+        return rankings;
+    }
+
+    /** @return embeddings compared (feature extraction) */
+    public int embeddings() {
+        return embeddings;
+    }
+
     /** @return the worst per-token or entity score difference */
     public double maxScoreDiff() {
         return maxScoreDiff;
@@ -309,8 +515,13 @@ public final class Comparison {
     /** @return a one-line summary, as Python's Comparison.summary() */
     public String summary() {
         String status = ok() ? "OK" : differences.size() + " difference(s)";
-        return status + ": " + cases + " cases, " + tokens + " tokens, " + entities + " entities compared; worst score"
-                + " difference " + fmt(maxScoreDiff) + " (tolerance " + tolerance + ")";
+        String what = cases + " cases, " + tokens + " tokens, " + entities + " entities";
+        if (rankings > 0 || embeddings > 0 || values > 0) {
+            what = cases + " cases, " + tokens + " tokens, " + (rankings > 0 ? rankings + " rankings, " : "")
+                    + (embeddings > 0 ? embeddings + " embeddings, " : "") + values + " values (" + identicalValues
+                    + " bit-identical)";
+        }
+        return status + ": " + what + " compared; worst score difference " + fmt(maxScoreDiff) + " (tolerance " + tolerance + ")";
     }
 
     private static String str(JsonObject o, String key) {

@@ -2,6 +2,7 @@ package dev.pyner;
 
 import dev.pyner.artifact.Golden;
 import dev.pyner.artifact.Manifest;
+import dev.pyner.decode.ClassScores;
 import dev.pyner.decode.EntityDecoder;
 import dev.pyner.runtime.Batches;
 import dev.pyner.runtime.OnnxScorer;
@@ -13,15 +14,17 @@ import java.nio.file.Path;
 import java.nio.file.Paths;
 import java.util.ArrayList;
 import java.util.Collection;
+import java.util.EnumMap;
 import java.util.List;
+import java.util.Map;
 import java.util.Objects;
 import java.util.concurrent.locks.ReentrantReadWriteLock;
 
 /**
  * A pyner artifact loaded for inference: the Java mirror of the Python runtime ({@code
  * pyner.load(...)}). Same tokenizer windows, same batches, same ONNX Runtime session options, same
- * decoding: the same entities, and bit-identical scores with the same ONNX Runtime version and
- * thread settings.
+ * decoding: the same entities, labels and embeddings, and bit-identical scores with the same ONNX
+ * Runtime version and thread settings.
  *
  * <pre>{@code
  * try (PynerModel model = PynerModel.builder().setArtifact(Paths.get("artifacts/demo")).optThreads(2).build()) {
@@ -29,8 +32,22 @@ import java.util.concurrent.locks.ReentrantReadWriteLock;
  * }
  * }</pre>
  *
- * <p>Thread-safe: {@code predict} may be called from several threads at once. {@link #close()} is
- * idempotent; calls after it throw {@link IllegalStateException}.
+ * <p>An artifact serves one {@link Task} ({@link #task()}, docs/tasks.md): token classification
+ * {@link #predict(List)} (entities), text classification {@link #classify(List)} (ranked labels), feature
+ * extraction {@link #embed(List)} (sentence embeddings). Asking for another task's output throws
+ * {@link PynerUsageException} naming the artifact's task and the method to use.
+ *
+ * <pre>{@code
+ * try (PynerModel sentiment = PynerModel.builder().setArtifact("artifacts/sentiment").build()) {
+ *     List<List<LabelScore>> labels = sentiment.classify(List.of("What a great day!"), 0, LongText.AVERAGE);
+ * }
+ * try (PynerModel minilm = PynerModel.builder().setArtifact("artifacts/minilm").build()) {
+ *     List<float[]> vectors = minilm.embed(List.of("first text", "second text"));
+ * }
+ * }</pre>
+ *
+ * <p>Thread-safe: {@code predict}, {@code classify} and {@code embed} may be called from several
+ * threads at once. {@link #close()} is idempotent; calls after it throw {@link IllegalStateException}.
  */
 public final class PynerModel implements AutoCloseable {
 
@@ -39,6 +56,7 @@ public final class PynerModel implements AutoCloseable {
     }
 
     private final Manifest manifest;
+    private final Task task;
     private final WindowTokenizer tokenizer;
     private final OnnxScorer scorer;
     private final EntityDecoder decoder;
@@ -52,6 +70,7 @@ public final class PynerModel implements AutoCloseable {
     private PynerModel(Manifest manifest, WindowTokenizer tokenizer, OnnxScorer scorer, EntityDecoder decoder,
                        int threads, int maxBatchSize, int maxBatchTokens, double maxPadding) {
         this.manifest = manifest;
+        this.task = manifest.task();
         this.tokenizer = tokenizer;
         this.scorer = scorer;
         this.decoder = decoder;
@@ -116,6 +135,7 @@ public final class PynerModel implements AutoCloseable {
      * @return per text, in input order, its entities
      */
     public List<List<Entity>> predict(List<String> texts, AggregationStrategy strategy, Collection<String> ignoreLabels) {
+        task.require(Task.TOKEN_CLASSIFICATION, manifest.folder(), "predict");
         Objects.requireNonNull(strategy, "strategy");
         List<ScoredText> scored = score(texts);
         List<List<Entity>> out = new ArrayList<>(scored.size());
@@ -143,6 +163,7 @@ public final class PynerModel implements AutoCloseable {
      * @return per text, its windows and their scores
      */
     public List<ScoredText> score(List<?> texts) {
+        task.require(Task.TOKEN_CLASSIFICATION, manifest.folder(), "score");
         List<String> checked = TextIndex.checkTexts(texts);
         lock.readLock().lock();
         try {
@@ -175,20 +196,190 @@ public final class PynerModel implements AutoCloseable {
      * @return its entities
      */
     public List<Entity> decode(ScoredText scored, AggregationStrategy strategy, Collection<String> ignoreLabels) {
+        task.require(Task.TOKEN_CLASSIFICATION, manifest.folder(), "decode");
         Objects.requireNonNull(strategy, "strategy");
         return decoder.decodeText(new TextIndex(scored.text()), scored.windows(), scored.scores(), strategy, ignoreLabels);
     }
 
     /**
+     * Text classification: per text its top label (top_k 1, long texts truncated).
+     *
+     * @param texts texts (no null elements)
+     * @return per text, in input order, a list of its one best label
+     * @throws PynerUsageException when the artifact is not a text-classification one
+     */
+    public List<List<LabelScore>> classify(List<String> texts) {
+        return classify(texts, 1, LongText.TRUNCATE);
+    }
+
+    /**
+     * Text classification: per text its {@code topK} best labels (long texts truncated).
+     *
+     * @param texts texts (no null elements)
+     * @param topK labels per text (0: all; more than the labels: all)
+     * @return per text, in input order, its ranked labels
+     * @throws PynerUsageException when the artifact is not a text-classification one
+     */
+    public List<List<LabelScore>> classify(List<String> texts, int topK) {
+        return classify(texts, topK, LongText.TRUNCATE);
+    }
+
+    /**
+     * Text classification, as transformers' {@code pipeline("text-classification", top_k=...)}
+     * (docs/tasks.md): per text every label with its float32 score, sorted by score, highest first
+     * (ties: lower class id first), cut to {@code topK}. {@code longText} says what a text longer than
+     * one window gives: {@link LongText#TRUNCATE} its first window (the pipeline with truncation), {@link
+     * LongText#AVERAGE} every window, their logits averaged and the manifest's function_to_apply applied.
+     *
+     * @param texts texts (no null elements)
+     * @param topK labels per text (0: all; more than the labels: all)
+     * @param longText TRUNCATE or AVERAGE
+     * @return per text, in input order, its ranked labels
+     * @throws PynerUsageException when the artifact is not a text-classification one
+     * @throws IllegalArgumentException for null texts (naming the index) or a negative topK
+     * @throws PynerInferenceException when the tokenizer or ONNX Runtime fails
+     */
+    public List<List<LabelScore>> classify(List<String> texts, int topK, LongText longText) {
+        task.require(Task.TEXT_CLASSIFICATION, manifest.folder(), "classify");
+        if (topK < 0) {
+            throw new IllegalArgumentException("topK " + topK + " must be >= 0 (0: every label)");
+        }
+        List<float[]> scores = classScores(texts, longText);
+        List<List<LabelScore>> out = new ArrayList<>(scores.size());
+        for (float[] s : scores) {
+            out.add(ClassScores.rank(s, manifest.labels(), topK));
+        }
+        return out;
+    }
+
+    /**
+     * Text classification before ranking: per text the float32 score of every class, in class order.
+     * A text whose windows that ran are one gives the graph's {@code scores}; several ({@link
+     * LongText#AVERAGE}) give {@link ClassScores#average} of their {@code logits}.
+     *
+     * @param texts texts (no null elements)
+     * @param longText TRUNCATE (first windows, fetching {@code scores}) or AVERAGE (every window,
+     *     fetching {@code logits} and {@code scores})
+     * @return per text, in input order, its class scores
+     * @throws PynerUsageException when the artifact is not a text-classification one
+     */
+    public List<float[]> classScores(List<String> texts, LongText longText) {
+        task.require(Task.TEXT_CLASSIFICATION, manifest.folder(), "classScores");
+        Objects.requireNonNull(longText, "longText");
+        boolean truncate = longText == LongText.TRUNCATE;
+        List<TextOutputs> outs = outputs(texts, truncate,
+                truncate ? List.of(OnnxScorer.SCORES) : List.of(OnnxScorer.LOGITS, OnnxScorer.SCORES));
+        List<float[]> result = new ArrayList<>(outs.size());
+        for (TextOutputs o : outs) {
+            result.add(o.windows().size() == 1 ? o.output(0, OnnxScorer.SCORES)
+                    : ClassScores.average(o.outputs(OnnxScorer.LOGITS), manifest.functionToApply()));
+        }
+        return result;
+    }
+
+    /**
+     * Sentence embeddings, as sentence-transformers' {@code encode} on the same folder (docs/tasks.md):
+     * per text the graph's pooled (and, when the manifest says so, L2-normalized) float32 {@code
+     * embeddings} row of its first window (truncation at max_length, as sentence-transformers truncates
+     * at max_seq_length).
+     *
+     * @param texts texts (no null elements)
+     * @return per text, in input order, its embedding ({@code float[embedding_dim]})
+     * @throws PynerUsageException when the artifact is not a feature-extraction one
+     * @throws IllegalArgumentException for null texts, naming the index
+     * @throws PynerInferenceException when the tokenizer or ONNX Runtime fails
+     */
+    public List<float[]> embed(List<String> texts) {
+        task.require(Task.FEATURE_EXTRACTION, manifest.folder(), "embed");
+        List<TextOutputs> outs = outputs(texts, true, List.of(OnnxScorer.EMBEDDINGS));
+        List<float[]> result = new ArrayList<>(outs.size());
+        for (TextOutputs o : outs) {
+            result.add(o.output(0, OnnxScorer.EMBEDDINGS));
+        }
+        return result;
+    }
+
+    /**
+     * Text classification and feature extraction: tokenizes texts into windows and runs the windows
+     * that run (every window, or each text's first only) of all texts together, planned by the same
+     * batches as NER, fetching only the named per-text outputs. What {@link #classify} and {@link #embed}
+     * compute from, and what the golden fixtures and parity reports compare.
+     *
+     * @param texts texts (no null elements)
+     * @param firstWindowOnly true: each text keeps and runs its first window only
+     * @param outputs graph outputs to fetch ({@code logits}, {@code scores}; {@code embeddings})
+     * @return per text, its windows that ran and their outputs
+     * @throws PynerUsageException on a token-classification artifact (its per-token outputs are {@link #score}'s)
+     */
+    public List<TextOutputs> outputs(List<?> texts, boolean firstWindowOnly, List<String> outputs) {
+        if (task == Task.TOKEN_CLASSIFICATION) {
+            throw new PynerUsageException(task, Task.TEXT_CLASSIFICATION, manifest.folder() + ": the artifact is a "
+                    + task + " model: its outputs are per token; use score() or predict()");
+        }
+        List<String> allowed = task == Task.TEXT_CLASSIFICATION ? List.of(OnnxScorer.LOGITS, OnnxScorer.SCORES)
+                : List.of(OnnxScorer.EMBEDDINGS);
+        if (outputs.isEmpty() || !allowed.containsAll(outputs)) {
+            throw new IllegalArgumentException("outputs " + outputs + ": a " + task + " artifact's per-text outputs are " + allowed);
+        }
+        List<String> checked = TextIndex.checkTexts(texts);
+        lock.readLock().lock();
+        try {
+            ensureOpen();
+            List<List<TokenWindow>> encoded = tokenizer.encode(checked);
+            List<TokenWindow> flat = new ArrayList<>();
+            List<List<TokenWindow>> kept = new ArrayList<>(encoded.size());
+            for (List<TokenWindow> ws : encoded) {
+                List<TokenWindow> k = firstWindowOnly && ws.size() > 1 ? ws.subList(0, 1) : ws;
+                kept.add(k);
+                flat.addAll(k);
+            }
+            List<Map<String, float[]>> rows = scorer.forwardRows(flat, maxBatchSize, maxBatchTokens, maxPadding, outputs);
+            List<TextOutputs> out = new ArrayList<>(checked.size());
+            int i = 0;
+            for (int t = 0; t < checked.size(); t++) {
+                List<TokenWindow> ws = kept.get(t);
+                out.add(new TextOutputs(checked.get(t), ws, rows.subList(i, i + ws.size())));
+                i += ws.size();
+            }
+            return out;
+        } finally {
+            lock.readLock().unlock();
+        }
+    }
+
+    /**
      * Re-runs the artifact's golden fixtures (all texts at once, with this model's batches, as the
-     * fixtures were computed) and compares (what {@code build()} does unless {@code optSelfCheck(false)}).
+     * fixtures were computed) and compares (what {@code build()} does unless {@code optSelfCheck(false)}),
+     * per the artifact's task: token classification its windows' scores and entities of every strategy;
+     * text classification every window's logits and scores and the full ranked labels of both long_text
+     * modes; feature extraction the first windows' tokens and the embeddings.
      *
      * @return the comparison
      * @throws PynerException when golden.json cannot be read
      */
     public Comparison selfCheck() throws PynerException {
         Golden golden = Golden.read(manifest.folder());
-        return Comparison.golden(golden, score(golden.texts()), (st, s) -> decode(st, s, null), manifest.scoreTolerance());
+        List<String> texts = golden.texts();
+        switch (task) {
+            case TEXT_CLASSIFICATION: {
+                List<TextOutputs> windows = outputs(texts, false, List.of(OnnxScorer.LOGITS, OnnxScorer.SCORES));
+                Map<LongText, List<List<LabelScore>>> ranked = new EnumMap<>(LongText.class);
+                for (LongText mode : LongText.values()) {
+                    ranked.put(mode, classify(texts, 0, mode));
+                }
+                return Comparison.classification(golden, windows, ranked, manifest.scoreTolerance());
+            }
+            case FEATURE_EXTRACTION:
+                return Comparison.embeddings(golden, outputs(texts, true, List.of(OnnxScorer.EMBEDDINGS)), embed(texts),
+                        manifest.scoreTolerance());
+            default:
+                return Comparison.golden(golden, score(texts), (st, s) -> decode(st, s, null), manifest.scoreTolerance());
+        }
+    }
+
+    /** @return the artifact's task: which of predict, classify and embed it serves */
+    public Task task() {
+        return task;
     }
 
     /** @return the manifest */
@@ -196,9 +387,14 @@ public final class PynerModel implements AutoCloseable {
         return manifest;
     }
 
-    /** @return labels by class id */
+    /** @return labels by class id (empty for feature extraction) */
     public List<String> labels() {
         return manifest.labels();
+    }
+
+    /** @return feature extraction's embedding dimension (the manifest's embedding_dim), 0 for the other tasks */
+    public int embeddingDim() {
+        return task == Task.FEATURE_EXTRACTION ? manifest.embeddingDim() : 0;
     }
 
     /** @return the artifact folder */
@@ -253,8 +449,9 @@ public final class PynerModel implements AutoCloseable {
 
     @Override
     public String toString() {
-        return "PynerModel(" + manifest.folder() + ", " + manifest.modelType() + " " + manifest.precision() + ", "
-                + manifest.labels().size() + " labels, max_length " + manifest.maxLength() + ", " + scorer.device() + ")";
+        return "PynerModel(" + manifest.folder() + ", " + task + ", " + manifest.modelType() + " " + manifest.precision() + ", "
+                + (task == Task.FEATURE_EXTRACTION ? "dim " + manifest.embeddingDim() : manifest.labels().size() + " labels")
+                + ", max_length " + manifest.maxLength() + ", " + scorer.device() + ")";
     }
 
     /** Builder: {@code setArtifact} is required, the {@code opt*} settings are optional. */
@@ -487,12 +684,14 @@ public final class PynerModel implements AutoCloseable {
                 throw new PynerException(manifest.path(), "stride " + stride + " must be >= 0 and well below max_length " + maxLength);
             }
             TokenizerInfo info = TokenizerInfo.read(manifest);
-            EntityDecoder entityDecoder = new EntityDecoder(manifest.labels(), info);
+            Task task = manifest.task();
+            EntityDecoder entityDecoder = task == Task.TOKEN_CLASSIFICATION ? new EntityDecoder(manifest.labels(), info) : null;
             WindowTokenizer tok = WindowTokenizer.load(info.path(), maxLength, stride);
             OnnxScorer scorer;
             try {
-                scorer = OnnxScorer.open(folder.resolve(Manifest.MODEL_FILE), manifest.inputs(),
-                        info.padTokenId(), manifest.labels().size(), threads, cudaId, onMissingGpu);
+                scorer = OnnxScorer.open(folder.resolve(Manifest.MODEL_FILE), task, manifest.inputs(), info.padTokenId(),
+                        task == Task.FEATURE_EXTRACTION ? manifest.embeddingDim() : manifest.labels().size(),
+                        threads, cudaId, onMissingGpu);
             } catch (PynerException | RuntimeException e) {
                 tok.close();
                 throw e;

@@ -135,11 +135,42 @@ class BadInputTest {
         Path copy = copy(TestArtifacts.get("bert-fp32"), tmp.resolve("a"));
         Path manifest = copy.resolve("pyner.json");
         JsonObject m = JsonParser.parseString(Files.readString(manifest, StandardCharsets.UTF_8)).getAsJsonObject();
-        m.addProperty("format_version", 2);
+        m.addProperty("format_version", 3);
         Files.writeString(manifest, m.toString(), StandardCharsets.UTF_8);
         PynerException e = assertThrows(PynerException.class, () -> PynerModel.builder().setArtifact(copy).build());
         assertEquals(manifest, e.file());
-        assertTrue(e.getMessage().contains("version 2 is newer") && e.getMessage().contains("(1)"), e.getMessage());
+        assertTrue(e.getMessage().contains("version 3 is newer") && e.getMessage().contains("(2)"), e.getMessage());
+    }
+
+    @Test
+    void aTaskArtifactClaimingFormatVersion1IsRefused(@TempDir Path tmp) throws Exception {
+        // A version 1 reader would run it as a token classifier: version 2 is what makes old readers refuse it.
+        Path copy = copy(TestArtifacts.get("bert-cls-fp32"), tmp.resolve("a"));
+        Path manifest = copy.resolve("pyner.json");
+        JsonObject m = JsonParser.parseString(Files.readString(manifest, StandardCharsets.UTF_8)).getAsJsonObject();
+        m.addProperty("format_version", 1);
+        Files.writeString(manifest, m.toString(), StandardCharsets.UTF_8);
+        PynerException e = assertThrows(PynerException.class, () -> PynerModel.builder().setArtifact(copy).build());
+        assertTrue(e.getMessage().contains("a text-classification artifact must have format_version 2, not 1"), e.getMessage());
+    }
+
+    @Test
+    void entitiesOfAClassifierAndLabelsOfAnEncoderAreUsageErrorsNamingTheTask() throws Exception {
+        try (PynerModel cls = PynerModel.builder().setArtifact(TestArtifacts.get("bert-cls-fp32")).optSelfCheck(false).build();
+             PynerModel emb = PynerModel.builder().setArtifact(TestArtifacts.get("bert-emb-fp32")).optSelfCheck(false).build()) {
+            PynerUsageException e = assertThrows(PynerUsageException.class, () -> cls.predict(List.of("Paris")));
+            assertEquals(TestArtifacts.get("bert-cls-fp32").toAbsolutePath().normalize()
+                    + ": the artifact is a text-classification model: predict() gives entities of a token-classification"
+                    + " model; use classify() for its labels", e.getMessage());
+            e = assertThrows(PynerUsageException.class, () -> emb.classify(List.of("Paris")));
+            assertTrue(e.getMessage().endsWith("the artifact is a feature-extraction model: classify() gives labels of a"
+                    + " text-classification model; use embed() for its embedding"), e.getMessage());
+            e = assertThrows(PynerUsageException.class, () -> model.embed(List.of("Paris")));
+            assertTrue(e.getMessage().endsWith("the artifact is a token-classification model: embed() gives embedding of a"
+                    + " feature-extraction model; use predict() for its entities"), e.getMessage());
+            // A usage error is an IllegalStateException: the kind pyner.jvm maps to UsageError (exit 2).
+            assertTrue(IllegalStateException.class.isInstance(e));
+        }
     }
 
     @Test

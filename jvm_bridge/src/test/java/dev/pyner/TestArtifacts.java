@@ -35,14 +35,54 @@ public final class TestArtifacts {
         return p;
     }
 
-    /** @return every packaged artifact folder (family-precision) */
+    /** @return every packaged token-classification artifact folder (family-precision) */
     public static List<Path> all() {
-        return list("artifacts");
+        return list("artifacts").stream().filter(p -> task(p).equals("token-classification")).toList();
+    }
+
+    /** The text-classification test artifacts (tests/make_test_artifacts.py; docs/tasks.md). */
+    public static final List<String> CLASSIFICATION = List.of("bert-cls-fp32", "roberta-cls-fp32", "bert-mlabel-fp32",
+            "bert-cls-int8");
+    /** The feature-extraction test artifacts: tiny random encoders and the real all-MiniLM-L6-v2. */
+    public static final List<String> EMBEDDING = List.of("bert-emb-fp32", "xlm-roberta-emb-fp32", "minilm-emb-fp32");
+
+    /**
+     * The text-classification artifacts. Fails (never skips) when one is missing.
+     *
+     * @return their folders
+     */
+    public static List<Path> classification() {
+        return CLASSIFICATION.stream().map(TestArtifacts::get).toList();
+    }
+
+    /**
+     * The feature-extraction artifacts. Fails (never skips) when one is missing.
+     *
+     * @return their folders
+     */
+    public static List<Path> embedding() {
+        return EMBEDDING.stream().map(TestArtifacts::get).toList();
+    }
+
+    /**
+     * An artifact's task, as its manifest says (absent: token-classification).
+     *
+     * @param artifact the folder
+     * @return the task's wire name
+     */
+    public static String task(Path artifact) {
+        try {
+            JsonObject m = JsonParser.parseString(Files.readString(artifact.resolve("pyner.json"), StandardCharsets.UTF_8))
+                    .getAsJsonObject();
+            return m.has("task") ? m.get("task").getAsString() : "token-classification";
+        } catch (IOException e) {
+            throw new AssertionError(e);
+        }
     }
 
     /** @return the fp32 artifacts with max_length 64 (most golden texts in one window) */
     public static List<Path> long64() {
-        return list("long_artifacts");
+        return list("long_artifacts").stream().filter(p -> task(p).equals("token-classification")).toList();
     }
 
     /**

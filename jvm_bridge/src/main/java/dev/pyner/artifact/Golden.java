@@ -11,9 +11,12 @@ import java.util.List;
 
 /**
  * The golden fixtures {@code golden.json} as the artifact stores them: per case its id, text,
- * windows (token ids, type ids, offsets, special-token masks, labels, scores) and entities per
- * strategy, in the pipeline's JSON form. Only the file format: running a model against them is
- * {@code dev.pyner.Comparison}'s job.
+ * windows and the task's results (docs/tasks.md). Token classification: windows with token ids, type
+ * ids, offsets, special-token masks, labels and scores, and entities per strategy in the pipeline's
+ * JSON form. Text classification: every window with its {@code logits} and {@code scores}, and
+ * {@code classification} = the full ranked labels per long_text mode. Feature extraction: the first
+ * window (without outputs) and the {@code embedding}. Only the file format: running a model against
+ * them is {@code dev.pyner.Comparison}'s job.
  */
 public final class Golden {
 
@@ -34,10 +37,36 @@ public final class Golden {
      * @param id the case id
      * @param text the text
      * @param windows per window, the golden window object (input_ids, type_ids, offsets,
-     *     special_tokens_mask, labels, scores)
-     * @param entities strategy wire name to its entities (the pipeline's JSON form)
+     *     special_tokens_mask, and the task's outputs: labels and scores; logits and scores; none)
+     * @param entities token classification: strategy wire name to its entities (the pipeline's JSON
+     *     form); empty for the other tasks
+     * @param classification text classification: long_text mode ("truncate", "average") to the full
+     *     ranked list of {@code {"label", "score"}}; empty for the other tasks
+     * @param embedding feature extraction: the float32 embedding; null for the other tasks
      */
-    public record Case(String id, String text, JsonArray windows, JsonObject entities) {
+    public record Case(String id, String text, JsonArray windows, JsonObject entities, JsonObject classification,
+                       JsonArray embedding) {
+
+        /**
+         * A token-classification case.
+         *
+         * @param id the case id
+         * @param text the text
+         * @param windows the golden windows
+         * @param entities strategy wire name to its entities
+         */
+        public Case(String id, String text, JsonArray windows, JsonObject entities) {
+            this(id, text, windows, entities, new JsonObject(), null);
+        }
+
+        /**
+         * @param mode a long_text wire name (truncate, average)
+         * @return its golden ranked labels, or null when the case has none for it
+         */
+        public JsonArray classification(String mode) {
+            return classification.has(mode) ? classification.getAsJsonArray(mode) : null;
+        }
+
         /**
          * @param strategy a strategy's wire name (none, simple, ...)
          * @return its golden entities, or null when the case has none for it
@@ -69,7 +98,9 @@ public final class Golden {
             for (JsonElement e : o.getAsJsonArray("cases")) {
                 JsonObject c = e.getAsJsonObject();
                 cases.add(new Case(c.get("id").getAsString(), c.get("text").getAsString(), c.getAsJsonArray("windows"),
-                        c.has("entities") ? c.getAsJsonObject("entities") : new JsonObject()));
+                        c.has("entities") ? c.getAsJsonObject("entities") : new JsonObject(),
+                        c.has("classification") ? c.getAsJsonObject("classification") : new JsonObject(),
+                        c.has("embedding") && !c.get("embedding").isJsonNull() ? c.getAsJsonArray("embedding") : null));
             }
         } catch (ClassCastException | IllegalStateException | NullPointerException e) {
             throw new PynerException(path, "malformed golden case (" + e + ")", e);

@@ -6,6 +6,7 @@ import com.google.gson.JsonObject;
 import com.google.gson.JsonParseException;
 import com.google.gson.JsonParser;
 import dev.pyner.PynerException;
+import dev.pyner.Task;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.channels.FileChannel;
@@ -34,8 +35,11 @@ public final class Manifest {
 
     /** The manifest's {@code format} value. */
     public static final String FORMAT = "pyner-artifact";
-    /** The newest artifact format this library reads. */
-    public static final int FORMAT_VERSION = 1;
+    /**
+     * The newest artifact format this library reads: 2 (text-classification and feature-extraction
+     * artifacts; token-classification ones stay version 1, see docs/tasks.md).
+     */
+    public static final int FORMAT_VERSION = 2;
     /** Manifest file name. */
     public static final String MANIFEST = "pyner.json";
     /** Model file name. */
@@ -65,13 +69,26 @@ public final class Manifest {
     private final List<String> labels;
     private final List<String> inputs;
     private final String digest;
+    private final Task task;
 
-    private Manifest(Path folder, JsonObject raw, List<String> labels, List<String> inputs, String digest) {
+    private Manifest(Path folder, JsonObject raw, List<String> labels, List<String> inputs, String digest, Task task) {
         this.folder = folder;
         this.raw = raw;
         this.labels = labels;
         this.inputs = inputs;
         this.digest = digest;
+        this.task = task;
+    }
+
+    /**
+     * The format version an artifact of {@code task} is written with (Python's {@code
+     * format_version_for}): 1 for token classification, 2 for the other tasks.
+     *
+     * @param task the task
+     * @return the version
+     */
+    public static int formatVersionFor(Task task) {
+        return task == Task.TOKEN_CLASSIFICATION ? 1 : 2;
     }
 
     /**
@@ -118,6 +135,18 @@ public final class Manifest {
                 throw new PynerException(path, "required field '" + key + "' is missing");
             }
         }
+        Task task;
+        JsonElement taskField = raw.get("task");
+        try {
+            task = Task.fromName(taskField == null || taskField.isJsonNull() ? null
+                    : taskField.isJsonPrimitive() ? taskField.getAsString() : taskField.toString());
+        } catch (IllegalArgumentException e) {
+            throw new PynerException(path, e.getMessage() + "; upgrade pyner-jvm, or re-package the model with this version");
+        }
+        if (v < formatVersionFor(task)) {
+            throw new PynerException(path, "a " + task + " artifact must have format_version " + formatVersionFor(task)
+                    + ", not " + v);
+        }
         if (!raw.get("files").isJsonObject()) {
             throw new PynerException(path, "\"files\" is not an object of file name -> checksum");
         }
@@ -146,14 +175,25 @@ public final class Manifest {
         try {
             List<String> labels = strings(raw.getAsJsonArray("labels"));
             List<String> inputs = strings(raw.getAsJsonArray("inputs"));
-            if (labels.isEmpty()) {
+            if (labels.isEmpty() && task != Task.FEATURE_EXTRACTION) {
                 throw new PynerException(path, "'labels' is empty");
             }
-            Manifest m = new Manifest(folder, raw, labels, inputs, DIGEST_PREFIX + hex(sha256().digest(bytes)));
+            Manifest m = new Manifest(folder, raw, labels, inputs, DIGEST_PREFIX + hex(sha256().digest(bytes)), task);
             m.maxLength();
             m.stride();
+            if (task == Task.TEXT_CLASSIFICATION) {
+                String f = m.functionToApply();
+                if (!f.equals("softmax") && !f.equals("sigmoid") && !f.equals("none")) {
+                    throw new PynerException(path, "function_to_apply '" + f + "' is not softmax, sigmoid or none");
+                }
+            }
+            if (task == Task.FEATURE_EXTRACTION) {
+                m.poolingMode();
+                m.poolingNormalize();
+                m.embeddingDim();
+            }
             return m;
-        } catch (ClassCastException | IllegalStateException | UnsupportedOperationException e) {
+        } catch (ClassCastException | IllegalStateException | UnsupportedOperationException | NumberFormatException e) {
             throw new PynerException(path, "malformed field (" + e.getMessage() + ")", e);
         }
     }
@@ -274,6 +314,54 @@ public final class Manifest {
     /** @return a copy of the raw manifest JSON */
     public JsonObject raw() {
         return raw.deepCopy();
+    }
+
+    /** @return the artifact's task ({@code "task"}; a manifest without one is token classification) */
+    public Task task() {
+        return task;
+    }
+
+    /** @return the manifest's format_version */
+    public int formatVersion() {
+        return raw.get("format_version").getAsInt();
+    }
+
+    /**
+     * Text classification: the function the graph's {@code scores} apply to the logits, and the one
+     * {@code long_text="average"} applies to the mean logits.
+     *
+     * @return softmax, sigmoid or none ("none" when the manifest has none)
+     */
+    public String functionToApply() {
+        return stringOr(raw, "function_to_apply", "none");
+    }
+
+    /** @return text classification's problem_type (single_label_classification, multi_label_classification, regression), or null */
+    public String problemType() {
+        return stringOr(raw, "problem_type", null);
+    }
+
+    /** @return feature extraction's pooling mode (mean, cls, max, mean_sqrt_len), or null for the other tasks */
+    public String poolingMode() {
+        JsonObject p = pooling();
+        return p == null ? null : stringOr(p, "mode", null);
+    }
+
+    /** @return whether feature extraction's embeddings are L2-normalized (false when not said) */
+    public boolean poolingNormalize() {
+        JsonObject p = pooling();
+        return p != null && p.has("normalize") && !p.get("normalize").isJsonNull() && p.get("normalize").getAsBoolean();
+    }
+
+    /** @return feature extraction's embedding dimension, or 0 when the manifest does not say */
+    public int embeddingDim() {
+        JsonElement e = raw.get("embedding_dim");
+        return e == null || e.isJsonNull() ? 0 : e.getAsInt();
+    }
+
+    private JsonObject pooling() {
+        JsonElement p = raw.get("pooling");
+        return p != null && p.isJsonObject() ? p.getAsJsonObject() : null;
     }
 
     /** @return the labels by class id (id2label order) */

@@ -10,10 +10,15 @@ import com.google.gson.JsonParser;
 import dev.pyner.AggregationStrategy;
 import dev.pyner.Comparison;
 import dev.pyner.Entity;
+import dev.pyner.LabelScore;
+import dev.pyner.LongText;
 import dev.pyner.PynerException;
 import dev.pyner.PynerModel;
 import dev.pyner.ScoredText;
+import dev.pyner.Task;
+import dev.pyner.TextOutputs;
 import dev.pyner.TokenWindow;
+import dev.pyner.runtime.OnnxScorer;
 import java.nio.ByteBuffer;
 import java.nio.charset.CharacterCodingException;
 import java.nio.charset.CodingErrorAction;
@@ -64,37 +69,86 @@ public final class PythonBridge {
     }
 
     /**
-     * Everything parity reports compare: per text its windows (ids, type ids, offsets, special
-     * mask, per-token labels and float32 scores) and its entities for every strategy.
+     * Text classification.
+     *
+     * @param model the model
+     * @param textsJsonUtf8 a JSON array of strings, UTF-8
+     * @param topK labels per text (0: all)
+     * @param longText "truncate" or "average"
+     * @return a JSON array (per text) of arrays of {@code {"label", "score"}}, ranked
+     */
+    public static String classify(PynerModel model, byte[] textsJsonUtf8, int topK, String longText) {
+        LongText mode = LongText.fromName(longText);
+        @SuppressWarnings("unchecked")
+        List<String> texts = (List<String>) (List<?>) texts(textsJsonUtf8);
+        JsonArray out = new JsonArray();
+        for (List<LabelScore> ranked : model.classify(texts, topK, mode)) {
+            out.add(ranked(ranked));
+        }
+        return GSON.toJson(out);
+    }
+
+    /**
+     * Sentence embeddings.
+     *
+     * @param model the model
+     * @param textsJsonUtf8 a JSON array of strings, UTF-8
+     * @return a JSON array (per text) of float32 values (as JSON numbers)
+     */
+    public static String embed(PynerModel model, byte[] textsJsonUtf8) {
+        @SuppressWarnings("unchecked")
+        List<String> texts = (List<String>) (List<?>) texts(textsJsonUtf8);
+        JsonArray out = new JsonArray();
+        for (float[] v : model.embed(texts)) {
+            out.add(floats(v));
+        }
+        return GSON.toJson(out);
+    }
+
+    /**
+     * The artifact's task and what describes it.
+     *
+     * @param model the model
+     * @return JSON {task, labels, embedding_dim, function_to_apply}
+     */
+    public static String task(PynerModel model) {
+        JsonObject o = new JsonObject();
+        o.addProperty("task", model.task().wireName());
+        JsonArray labels = new JsonArray();
+        model.labels().forEach(labels::add);
+        o.add("labels", labels);
+        o.addProperty("embedding_dim", model.embeddingDim());
+        o.addProperty("function_to_apply", model.task() == Task.TEXT_CLASSIFICATION ? model.manifest().functionToApply() : null);
+        return GSON.toJson(o);
+    }
+
+    /**
+     * Everything parity reports compare, in the golden schema of the artifact's task (docs/tasks.md;
+     * what {@code pyner.check.golden_cases} computes in Python). Token classification: per text its
+     * windows (ids, type ids, offsets, special mask, per-token labels and float32 scores) and its
+     * entities for every strategy. Text classification: every window (tokens, logits, scores) from one
+     * run over all windows, and {@code classification} = the full ranked labels per long_text mode.
+     * Feature extraction: the first window's tokens and the {@code embedding}.
      *
      * @param model the model
      * @param textsJsonUtf8 a JSON array of strings, UTF-8
      * @return a JSON array, one object per text
      */
     public static String analyze(PynerModel model, byte[] textsJsonUtf8) {
-        List<ScoredText> scored = model.score(texts(textsJsonUtf8));
+        List<Object> texts = texts(textsJsonUtf8);
+        if (model.task() == Task.TEXT_CLASSIFICATION) {
+            return analyzeClassification(model, texts);
+        }
+        if (model.task() == Task.FEATURE_EXTRACTION) {
+            return analyzeEmbeddings(model, texts);
+        }
+        List<ScoredText> scored = model.score(texts);
         JsonArray out = new JsonArray();
         for (ScoredText st : scored) {
             JsonObject o = new JsonObject();
             JsonArray windows = new JsonArray();
             for (int w = 0; w < st.windows().size(); w++) {
-                TokenWindow win = st.windows().get(w);
-                JsonObject jw = new JsonObject();
-                jw.add("input_ids", longs(win.inputIds()));
-                jw.add("type_ids", longs(win.typeIds()));
-                JsonArray offsets = new JsonArray();
-                for (int t = 0; t < win.length(); t++) {
-                    JsonArray p = new JsonArray();
-                    p.add(win.starts()[t]);
-                    p.add(win.ends()[t]);
-                    offsets.add(p);
-                }
-                jw.add("offsets", offsets);
-                JsonArray special = new JsonArray();
-                for (int v : win.specialTokensMask()) {
-                    special.add(v);
-                }
-                jw.add("special_tokens_mask", special);
+                JsonObject jw = windowTokens(st.windows().get(w));
                 JsonArray labels = new JsonArray();
                 for (int v : st.labels(w)) {
                     labels.add(v);
@@ -120,6 +174,94 @@ public final class PythonBridge {
             out.add(o);
         }
         return GSON.toJson(out);
+    }
+
+    private static String analyzeClassification(PynerModel model, List<Object> texts) {
+        List<TextOutputs> all = model.outputs(texts, false, List.of(OnnxScorer.LOGITS, OnnxScorer.SCORES));
+        @SuppressWarnings("unchecked")
+        List<String> plain = (List<String>) (List<?>) texts;
+        List<List<List<LabelScore>>> ranked = new ArrayList<>();
+        for (LongText mode : LongText.values()) {
+            ranked.add(model.classify(plain, 0, mode));
+        }
+        JsonArray out = new JsonArray();
+        for (int i = 0; i < all.size(); i++) {
+            TextOutputs t = all.get(i);
+            JsonArray windows = new JsonArray();
+            for (int w = 0; w < t.windows().size(); w++) {
+                JsonObject jw = windowTokens(t.windows().get(w));
+                jw.add("logits", floats(t.output(w, OnnxScorer.LOGITS)));
+                jw.add("scores", floats(t.output(w, OnnxScorer.SCORES)));
+                windows.add(jw);
+            }
+            JsonObject classification = new JsonObject();
+            for (LongText mode : LongText.values()) {
+                classification.add(mode.wireName(), ranked(ranked.get(mode.ordinal()).get(i)));
+            }
+            JsonObject o = new JsonObject();
+            o.add("windows", windows);
+            o.add("classification", classification);
+            out.add(o);
+        }
+        return GSON.toJson(out);
+    }
+
+    private static String analyzeEmbeddings(PynerModel model, List<Object> texts) {
+        List<TextOutputs> first = model.outputs(texts, true, List.of(OnnxScorer.EMBEDDINGS));
+        @SuppressWarnings("unchecked")
+        List<float[]> vectors = model.embed((List<String>) (List<?>) texts);
+        JsonArray out = new JsonArray();
+        for (int i = 0; i < first.size(); i++) {
+            JsonArray windows = new JsonArray();
+            windows.add(windowTokens(first.get(i).windows().get(0)));
+            JsonObject o = new JsonObject();
+            o.add("windows", windows);
+            o.add("embedding", floats(vectors.get(i)));
+            out.add(o);
+        }
+        return GSON.toJson(out);
+    }
+
+    /** A window's tokens in the golden schema: input_ids, type_ids, offsets (code points), special_tokens_mask. */
+    private static JsonObject windowTokens(TokenWindow win) {
+        JsonObject jw = new JsonObject();
+        jw.add("input_ids", longs(win.inputIds()));
+        jw.add("type_ids", longs(win.typeIds()));
+        JsonArray offsets = new JsonArray();
+        for (int t = 0; t < win.length(); t++) {
+            JsonArray p = new JsonArray();
+            p.add(win.starts()[t]);
+            p.add(win.ends()[t]);
+            offsets.add(p);
+        }
+        jw.add("offsets", offsets);
+        JsonArray special = new JsonArray();
+        for (int v : win.specialTokensMask()) {
+            special.add(v);
+        }
+        jw.add("special_tokens_mask", special);
+        return jw;
+    }
+
+    /** Ranked labels as the pipeline's {@code [{"label", "score"}, ...]} (float32 scores as JSON doubles). */
+    private static JsonArray ranked(List<LabelScore> ranked) {
+        JsonArray a = new JsonArray();
+        for (LabelScore l : ranked) {
+            JsonObject o = new JsonObject();
+            o.addProperty("label", l.label());
+            o.addProperty("score", (double) l.score());
+            a.add(o);
+        }
+        return a;
+    }
+
+    /** float32 values as JSON doubles (exact: every float is a double). */
+    private static JsonArray floats(float[] v) {
+        JsonArray a = new JsonArray();
+        for (float f : v) {
+            a.add((double) f);
+        }
+        return a;
     }
 
     /**

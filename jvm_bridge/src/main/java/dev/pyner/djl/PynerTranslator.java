@@ -82,6 +82,12 @@ public final class PynerTranslator implements Translator<String, Entity[]>, Auto
         }
         Offline.enforce();
         Manifest manifest = Manifest.read(folder);
+        if (manifest.task() != dev.pyner.Task.TOKEN_CLASSIFICATION) {
+            throw new dev.pyner.PynerUsageException(manifest.task(), dev.pyner.Task.TOKEN_CLASSIFICATION, folder
+                    + ": the artifact is a " + manifest.task() + " model: PynerTranslator gives entities of a"
+                    + " token-classification model; load it with PynerModel and use " + manifest.task().method()
+                    + "(), or with plain DJL through its serving.properties");
+        }
         manifest.checkFiles();
         TokenizerInfo info = TokenizerInfo.read(manifest);
         EntityDecoder decoder = new EntityDecoder(manifest.labels(), info);
