@@ -422,7 +422,7 @@ def test_refused_family_says_why(model_type, why, checkpoint_factory, tmp_path, 
 def test_not_token_classification(checkpoint_factory, tmp_path, capsys):
     ckpt = _copy(checkpoint_factory, tmp_path)
     _edit_config(ckpt, architectures=["BertForMaskedLM"])
-    _fails([ckpt, "-o", tmp_path / "out"], capsys, 3, "BertForMaskedLM", "not a token-classification model",
+    _fails([ckpt, "-o", tmp_path / "out"], capsys, 3, "BertForMaskedLM", "is not a model pyner packages",
            out=tmp_path / "out")
 
 
