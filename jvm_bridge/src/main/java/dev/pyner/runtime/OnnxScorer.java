@@ -402,14 +402,9 @@ public final class OnnxScorer implements AutoCloseable {
         Batches.Padded batch = Batches.Padded.of(windows, padId);
         int n = batch.rows();
         int longest = batch.longest();
-        long[] shape = {n, longest};
-        Map<String, OnnxTensor> feeds = new HashMap<>();
+        Map<String, OnnxTensor> feeds = Map.of();
         try {
-            feeds.put("input_ids", OnnxTensor.createTensor(env, LongBuffer.wrap(batch.ids()), shape));
-            feeds.put("attention_mask", OnnxTensor.createTensor(env, LongBuffer.wrap(batch.mask()), shape));
-            if (usesTypes) {
-                feeds.put("token_type_ids", OnnxTensor.createTensor(env, LongBuffer.wrap(batch.types()), shape));
-            }
+            feeds = feeds(batch);
             try (OrtSession.Result result = session.run(feeds, Set.of(SCORES))) {
                 OnnxValue v = result.get(0);
                 if (!(v instanceof OnnxTensor)) {
